@@ -1,0 +1,391 @@
+//! One call of a step executor: a fresh store with the call's limits, instantiation, the call,
+//! and the translation of whatever ended it into a [`CallError`] that names the cause.
+
+use super::bindings::{GuestError, StepExecutorPre, WitStepContext, types};
+use super::engine::ticks_for;
+use super::error::CallError;
+use super::io::{ArtifactIo, ArtifactRef};
+use super::state::{CallState, EffectiveLimits, LogLine, MetricPoint, StdioCapture};
+use super::violations::{Limit, Violation, ViolationLog};
+use rand::SeedableRng as _;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
+
+/// What to run: the step's identity, params and artifacts.
+#[derive(Debug, Clone)]
+pub struct StepCall {
+    /// The pipeline run.
+    pub run_id: String,
+    /// The step's name.
+    pub step_name: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Seed of the step's randomness.
+    pub seed: u64,
+    /// Resolved params (a JSON object).
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Input artifacts the step may open.
+    pub inputs: Vec<ArtifactRef>,
+    /// Output names the step may create.
+    pub outputs: Vec<String>,
+    /// Fixed clock and seeded randomness, so re-executions repeat bit for bit.
+    pub deterministic: bool,
+    /// A tighter wall-clock limit than the plugin's, such as a pipeline step's timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// Resources one call used.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Usage {
+    /// Wall-clock time of the call, instantiation included.
+    pub wall_time: Duration,
+    /// Fuel consumed.
+    pub fuel_consumed: u64,
+    /// Largest total linear memory granted, in bytes.
+    pub peak_memory_bytes: u64,
+}
+
+/// Everything a call produced, whether it succeeded or not.
+#[derive(Debug)]
+pub struct CallReport {
+    /// Success, or why the call failed.
+    pub outcome: Result<(), CallError>,
+    /// Outputs finished during the call.
+    pub outputs: Vec<ArtifactRef>,
+    /// Metric points logged.
+    pub metrics: Vec<MetricPoint>,
+    /// Log lines, including captured stdout and stderr.
+    pub logs: Vec<LogLine>,
+    /// Resources used.
+    pub usage: Usage,
+    /// The limits the call ran under.
+    pub limits: EffectiveLimits,
+}
+
+/// The wall clock every deterministic call sees: 2020-01-01T00:00:00Z.
+const FIXED_WALL_CLOCK: Duration = Duration::from_secs(1_577_836_800);
+
+struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        FIXED_WALL_CLOCK
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+pub(crate) struct CallSetup<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) pre: &'a StepExecutorPre<CallState>,
+    pub(crate) limits: EffectiveLimits,
+    pub(crate) scratch_dir: Option<&'a std::path::Path>,
+}
+
+fn build_wasi(call: &StepCall, stdio: &StdioCapture, setup: &CallSetup<'_>) -> WasiCtx {
+    let mut builder = WasiCtxBuilder::new();
+    builder.stdout(stdio.stream(false));
+    builder.stderr(stdio.stream(true));
+    builder.allow_tcp(true);
+    builder.allow_udp(true);
+    builder.allow_ip_name_lookup(false);
+    let violations = stdio.violations();
+    builder.socket_addr_check(move |addr, usage| {
+        violations.record(Violation::Denied {
+            capability: super::violations::Capability::Network,
+            detail: format!("the plugin tried to {} {addr}", socket_action(usage)),
+        });
+        Box::pin(async { false })
+    });
+    if call.deterministic {
+        builder.secure_random(rand::rngs::StdRng::seed_from_u64(call.seed));
+        builder.insecure_random(rand::rngs::StdRng::seed_from_u64(!call.seed));
+        builder.insecure_random_seed(u128::from(call.seed));
+        builder.wall_clock(FixedClock);
+        builder.monotonic_clock(FixedClock);
+    }
+    if let Some(dir) = setup.scratch_dir {
+        let granted = builder.preopened_dir(dir, "/scratch", wasmtime_wasi::FsPerms::ReadWrite);
+        if let Err(error) = granted {
+            tracing::warn!(cause = %error, "cannot preopen the scratch directory");
+        }
+    }
+    builder.build()
+}
+
+fn socket_action(usage: SocketAddrUse) -> &'static str {
+    match usage {
+        SocketAddrUse::TcpBind => "bind a TCP socket to",
+        SocketAddrUse::TcpListen => "listen for TCP on",
+        SocketAddrUse::TcpAccept => "accept a TCP connection on",
+        SocketAddrUse::TcpConnect => "connect over TCP to",
+        SocketAddrUse::UdpBind => "bind a UDP socket to",
+        SocketAddrUse::UdpSend => "send a UDP datagram to",
+        SocketAddrUse::UdpReceive => "receive UDP datagrams from",
+    }
+}
+
+fn wit_context(call: &StepCall) -> WitStepContext {
+    let params = call
+        .params
+        .iter()
+        .map(|(name, value)| types::Param {
+            name: name.clone(),
+            value_json: value.to_string(),
+        })
+        .collect();
+    let inputs = call
+        .inputs
+        .iter()
+        .map(|a| types::ArtifactRef {
+            name: a.name.clone(),
+            digest: a.digest.clone(),
+            size: a.size,
+            media_type: a.media_type.clone(),
+        })
+        .collect();
+    WitStepContext {
+        run_id: call.run_id.clone(),
+        step_name: call.step_name.clone(),
+        attempt: call.attempt,
+        seed: call.seed,
+        params,
+        inputs,
+        outputs: call.outputs.clone(),
+    }
+}
+
+/// Runs one call to completion and reports what happened. Never panics on guest behaviour.
+pub(crate) fn run_call(
+    setup: CallSetup<'_>,
+    call: &StepCall,
+    io: Box<dyn ArtifactIo>,
+) -> CallReport {
+    let started = Instant::now();
+    let violations = ViolationLog::default();
+    let stdio = StdioCapture::new(setup.limits.max_stdio_bytes, violations.clone());
+    let state = CallState {
+        wasi: build_wasi(call, &stdio, &setup),
+        table: ResourceTable::new(),
+        limiter: CallState::new_limiter(setup.limits.memory_bytes, violations.clone()),
+        limits: setup.limits.clone(),
+        io,
+        inputs: call.inputs.clone(),
+        declared_outputs: call.outputs.clone(),
+        created_outputs: BTreeSet::new(),
+        outputs: Vec::new(),
+        logs: Vec::new(),
+        log_bytes: 0,
+        metrics: Vec::new(),
+        violations: violations.clone(),
+        stdio: stdio.clone(),
+        filesystem_granted: setup.scratch_dir.is_some(),
+        started,
+    };
+    let mut store = Store::new(setup.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    let fuel = setup.limits.fuel;
+    let outcome = store
+        .set_fuel(fuel)
+        .map_err(|error| CallError::Instantiate {
+            message: error.to_string(),
+        })
+        .and_then(|()| {
+            store.set_epoch_deadline(ticks_for(setup.limits.timeout));
+            store.epoch_deadline_trap();
+            invoke(&mut store, setup.pre, call)
+        });
+    finish_report(store, outcome, fuel, started, &setup.limits)
+}
+
+type RawOutcome = Result<Result<(), CallError>, RawFailure>;
+
+enum RawFailure {
+    Instantiate(wasmtime::Error),
+    Trap(wasmtime::Error),
+}
+
+fn invoke(
+    store: &mut Store<CallState>,
+    pre: &StepExecutorPre<CallState>,
+    call: &StepCall,
+) -> Result<(), CallError> {
+    let raw: RawOutcome = (|| {
+        let bindings = pre.instantiate(&mut *store).map_err(RawFailure::Instantiate)?;
+        let context = wit_context(call);
+        let result = bindings
+            .runledger_plugin_executor()
+            .call_execute(&mut *store, &context)
+            .map_err(RawFailure::Trap)?;
+        Ok(result.map_err(guest_error))
+    })();
+    let violations = store.data().violations.take();
+    classify(raw, violations, &store.data().stdio, &store.data().limits)
+}
+
+fn guest_error(error: GuestError) -> CallError {
+    let (kind, message) = match error {
+        GuestError::InvalidParams(m) => ("invalid-params", m),
+        GuestError::InvalidInput(m) => ("invalid-input", m),
+        GuestError::NotFound(m) => ("not-found", m),
+        GuestError::LimitExceeded(m) => ("limit-exceeded", m),
+        GuestError::InvalidState(m) => ("invalid-state", m),
+        GuestError::Io(m) => ("io", m),
+        GuestError::Other(m) => ("other", m),
+    };
+    CallError::Plugin {
+        kind: kind.to_owned(),
+        message,
+    }
+}
+
+/// Picks the most telling cause: a withheld capability first, then a limit the host recorded,
+/// then what the trap or the guest's error value says.
+fn classify(
+    raw: RawOutcome,
+    mut violations: Vec<Violation>,
+    stdio: &StdioCapture,
+    limits: &EffectiveLimits,
+) -> Result<(), CallError> {
+    if let Err(RawFailure::Trap(error)) = &raw
+        && error.downcast_ref::<Trap>() == Some(&Trap::UnreachableCodeReached)
+    {
+        // Rust's panic handler reads RUST_BACKTRACE, so a panic always looks like an attempt
+        // to read the environment; the panic message says more.
+        violations.retain(|v| !matches!(v, Violation::Denied { capability, .. }
+            if *capability == super::violations::Capability::Environment));
+    }
+    let failed = !matches!(raw, Ok(Ok(())));
+    if failed && let Some(error) = violation_error(&violations) {
+        return Err(error);
+    }
+    match raw {
+        Ok(result) => result,
+        Err(RawFailure::Instantiate(error)) => Err(instantiate_error(error, limits)),
+        Err(RawFailure::Trap(error)) => Err(trap_error(&error, stdio, limits)),
+    }
+}
+
+fn violation_error(violations: &[Violation]) -> Option<CallError> {
+    let denied = violations.iter().find_map(|v| match v {
+        Violation::Denied { capability, detail } => Some(CallError::CapabilityDenied {
+            capability: *capability,
+            detail: detail.clone(),
+        }),
+        Violation::Limit(_) => None,
+    });
+    let limit = violations.iter().find_map(|v| match v {
+        Violation::Limit(limit) => Some(CallError::LimitExceeded {
+            limit: limit.clone(),
+        }),
+        Violation::Denied { .. } => None,
+    });
+    denied.or(limit)
+}
+
+fn instantiate_error(error: wasmtime::Error, limits: &EffectiveLimits) -> CallError {
+    match error.downcast_ref::<Trap>() {
+        Some(trap) => trap_limit(*trap, limits).unwrap_or_else(|| CallError::Instantiate {
+            message: format!("{error:#}"),
+        }),
+        None => CallError::Instantiate {
+            message: format!("{error:#}"),
+        },
+    }
+}
+
+fn trap_limit(trap: Trap, limits: &EffectiveLimits) -> Option<CallError> {
+    let limit = match trap {
+        Trap::OutOfFuel => Limit::Fuel {
+            budget: limits.fuel,
+        },
+        Trap::Interrupt => Limit::Timeout {
+            millis: limits.timeout.as_millis() as u64,
+        },
+        Trap::StackOverflow => Limit::Stack {
+            bytes: super::engine::MAX_WASM_STACK,
+        },
+        _ => return None,
+    };
+    Some(CallError::LimitExceeded { limit })
+}
+
+fn trap_error(error: &wasmtime::Error, stdio: &StdioCapture, limits: &EffectiveLimits) -> CallError {
+    let Some(trap) = error.downcast_ref::<Trap>() else {
+        return CallError::Trap {
+            message: format!("{error:#}"),
+        };
+    };
+    if let Some(limit) = trap_limit(*trap, limits) {
+        return limit;
+    }
+    if *trap == Trap::UnreachableCodeReached {
+        return CallError::Panic {
+            message: stdio
+                .last_panic_message()
+                .unwrap_or_else(|| "wasm `unreachable` executed".into()),
+        };
+    }
+    CallError::Trap {
+        message: trap.to_string(),
+    }
+}
+
+fn finish_report(
+    mut store: Store<CallState>,
+    outcome: Result<(), CallError>,
+    fuel: u64,
+    started: Instant,
+    limits: &EffectiveLimits,
+) -> CallReport {
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let peak_memory_bytes = store.data().peak_memory();
+    let state = store.data_mut();
+    let (stdout, stderr) = state.stdio.take();
+    let mut logs = std::mem::take(&mut state.logs);
+    let offset_ms = started.elapsed().as_millis() as u64;
+    append_captured(&mut logs, "stdout", &stdout, offset_ms);
+    append_captured(&mut logs, "stderr", &stderr, offset_ms);
+    let outputs = std::mem::take(&mut state.outputs);
+    let metrics = std::mem::take(&mut state.metrics);
+    drop(store);
+    CallReport {
+        outcome,
+        outputs,
+        metrics,
+        logs,
+        usage: Usage {
+            wall_time: started.elapsed(),
+            fuel_consumed: fuel.saturating_sub(fuel_left),
+            peak_memory_bytes,
+        },
+        limits: limits.clone(),
+    }
+}
+
+fn append_captured(logs: &mut Vec<LogLine>, stream: &str, text: &str, offset_ms: u64) {
+    for line in text.lines() {
+        logs.push(LogLine {
+            level: stream.to_owned(),
+            message: line.to_owned(),
+            fields: Vec::new(),
+            offset_ms,
+        });
+    }
+}

@@ -1,0 +1,136 @@
+//! The process-wide wasmtime engine: configuration, instance allocator and the epoch ticker that
+//! enforces wall-clock timeouts.
+
+use super::settings::{AllocatorChoice, RuntimeSettings};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Interval between epoch increments. A timeout is rounded up to whole ticks, so this is the
+/// precision of wall-clock limits; 10 ms keeps the ticker's own cost negligible.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Native stack a call may use for WebAssembly frames. Deep enough for recursive parsers, small
+/// enough that unbounded recursion traps quickly.
+pub(crate) const MAX_WASM_STACK: usize = 1 << 20;
+
+/// Memories, tables and core instances one component may have. A Rust component has one memory
+/// and a handful of core instances; components built by componentize-py or componentize-js
+/// have a few dozen core instances and larger tables.
+const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+const MAX_TABLES_PER_COMPONENT: u32 = 16;
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The allocator an engine ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorKind {
+    /// Slots reserved up front and reused per call.
+    Pooling,
+    /// Memory and tables mapped for each instance.
+    OnDemand,
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(MAX_WASM_STACK);
+    config.parallel_compilation(true);
+    config
+}
+
+fn pooling_config(settings: &RuntimeSettings) -> PoolingAllocationConfig {
+    let instances = settings.pool_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances);
+    pool.total_core_instances(instances * 8);
+    pool.total_memories(instances * 2);
+    pool.total_tables(instances * 4);
+    pool.max_memories_per_component(MAX_MEMORIES_PER_COMPONENT);
+    pool.max_tables_per_component(MAX_TABLES_PER_COMPONENT);
+    pool.max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT);
+    pool.table_elements(MAX_TABLE_ELEMENTS);
+    pool.max_memory_size(settings.max_memory_bytes.min(4 << 30) as usize);
+    pool.max_component_instance_size(16 << 20);
+    pool.max_core_instance_size(16 << 20);
+    pool
+}
+
+/// Builds the engine with the allocator the settings ask for, falling back from pooling to
+/// on-demand when the pool's address space cannot be reserved.
+pub(crate) fn build_engine(
+    settings: &RuntimeSettings,
+) -> wasmtime::Result<(Engine, AllocatorKind)> {
+    if settings.allocator == AllocatorChoice::OnDemand {
+        tracing::info!(allocator = "on-demand", "wasm instance allocator selected");
+        return Ok((Engine::new(&base_config())?, AllocatorKind::OnDemand));
+    }
+
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(settings)));
+    match Engine::new(&config) {
+        Ok(engine) => {
+            tracing::info!(
+                allocator = "pooling",
+                slots = settings.pool_instances,
+                "wasm instance allocator selected"
+            );
+            Ok((engine, AllocatorKind::Pooling))
+        }
+        Err(error) if settings.allocator == AllocatorChoice::Auto => {
+            tracing::warn!(
+                allocator = "on-demand",
+                cause = %error,
+                "pooling allocator unavailable, falling back to on-demand allocation"
+            );
+            Ok((Engine::new(&base_config())?, AllocatorKind::OnDemand))
+        }
+        Err(error) => Err(error.context("failed to reserve the pooling allocator")),
+    }
+}
+
+/// A background thread that advances the engine's epoch every [`EPOCH_TICK`]; stores set their
+/// deadline in ticks. Stops when dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("runledger-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Number of epoch ticks that covers `timeout`, at least one.
+pub(crate) fn ticks_for(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_millis().max(1);
+    (timeout.as_millis().div_ceil(tick)).max(1) as u64
+}

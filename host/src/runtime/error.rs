@@ -1,0 +1,116 @@
+//! Errors of the plugin runtime: those that stop a plugin from being used at all, and those that
+//! end one call.
+
+use super::manifest::ManifestError;
+use super::schema::InvalidParams;
+use super::violations::{Capability, Limit};
+
+/// A plugin cannot be loaded or called.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The manifest is missing or invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The component file cannot be read.
+    #[error("cannot read component {path}: {source}")]
+    ReadComponent {
+        /// The component path.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid WebAssembly component.
+    #[error("plugin {plugin}: {path} is not a valid WebAssembly component: {message}")]
+    InvalidComponent {
+        /// `name@version`.
+        plugin: String,
+        /// The component path.
+        path: String,
+        /// Why wasmtime rejected it.
+        message: String,
+    },
+    /// The component does not implement the world its manifest's kind requires.
+    #[error(
+        "plugin {plugin} declares kind `{world}` but its component does not implement the \
+         `{world}` world: {message}"
+    )]
+    WorldMismatch {
+        /// `name@version`.
+        plugin: String,
+        /// The world the kind requires.
+        world: String,
+        /// What is missing or mistyped.
+        message: String,
+    },
+    /// Params break the plugin's schema.
+    #[error(transparent)]
+    InvalidParams(#[from] InvalidParams),
+    /// No plugin matches a name or version.
+    #[error("plugin `{spec}` not found{hint}")]
+    NotFound {
+        /// What was looked up.
+        spec: String,
+        /// A suggestion, starting with `; `, or empty.
+        hint: String,
+    },
+    /// The plugin's kind cannot be called this way.
+    #[error("plugin {plugin} is a {kind}, not a step-executor")]
+    WrongKind {
+        /// `name@version`.
+        plugin: String,
+        /// The plugin's kind.
+        kind: String,
+    },
+    /// The wasmtime engine could not be set up.
+    #[error("wasm engine setup failed: {0}")]
+    Engine(String),
+}
+
+/// How one call of a plugin failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum CallError {
+    /// A limit stopped the call.
+    #[error("{limit}")]
+    LimitExceeded {
+        /// The limit.
+        limit: Limit,
+    },
+    /// The plugin tried to use a capability the sandbox withholds.
+    #[error(
+        "denied capability: {capability} ({detail}); plugins get no host files, environment \
+         variables or network unless their manifest requests a capability the operator grants"
+    )]
+    CapabilityDenied {
+        /// The capability.
+        capability: Capability,
+        /// What the plugin attempted.
+        detail: String,
+    },
+    /// The plugin returned an error value.
+    #[error("plugin returned an error: {kind}: {message}")]
+    Plugin {
+        /// The WIT error case, such as `invalid-input`.
+        kind: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The plugin panicked.
+    #[error("plugin panicked: {message}")]
+    Panic {
+        /// The panic message from the plugin's stderr, when it printed one.
+        message: String,
+    },
+    /// The plugin trapped for another reason.
+    #[error("plugin trapped: {message}")]
+    Trap {
+        /// The trap description.
+        message: String,
+    },
+    /// Instantiation failed, for example because the initial memory exceeds the limit.
+    #[error("instantiating the plugin failed: {message}")]
+    Instantiate {
+        /// Why.
+        message: String,
+    },
+}

@@ -1,0 +1,8 @@
+//! Host implementations of the WIT interfaces, one file per interface, plus the audited WASI
+//! functions that record attempts to reach withheld capabilities.
+
+pub mod artifacts;
+mod logging;
+mod metrics;
+mod types;
+pub(crate) mod wasi_audit;

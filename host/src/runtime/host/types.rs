@@ -1,0 +1,4 @@
+use crate::runtime::bindings::runledger::plugin::types;
+use crate::runtime::state::CallState;
+
+impl types::Host for CallState {}

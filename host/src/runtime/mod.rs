@@ -1,0 +1,262 @@
+//! The plugin runtime: one wasmtime engine per process, plugins loaded by digest, and sandboxed
+//! calls with memory, fuel and wall-clock limits.
+//!
+//! ```no_run
+//! # fn demo(io: Box<dyn runledger::runtime::ArtifactIo>) -> Result<(), Box<dyn std::error::Error>> {
+//! use runledger::runtime::{PluginRegistry, Runtime, RuntimeSettings, StepCall};
+//!
+//! let runtime = Runtime::new(RuntimeSettings::default())?;
+//! let registry = PluginRegistry::scan(&["target/plugins".into()]);
+//! let plugin = registry.resolve("hello@0.1.0")?;
+//! let call = StepCall {
+//!     run_id: "r1".into(),
+//!     step_name: "greet".into(),
+//!     attempt: 1,
+//!     seed: 42,
+//!     params: serde_json::json!({ "name": "wine" }).as_object().unwrap().clone(),
+//!     inputs: vec![],
+//!     outputs: vec!["greeting".into()],
+//!     deterministic: true,
+//!     timeout: None,
+//! };
+//! let report = runtime.call_step(&plugin, &call, io)?;
+//! report.outcome?;
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+mod cache;
+mod call;
+mod engine;
+mod error;
+#[doc(hidden)]
+pub mod host;
+mod io;
+pub mod manifest;
+mod registry;
+mod schema;
+mod settings;
+mod state;
+mod violations;
+
+pub use cache::LoadSource;
+pub use call::{CallReport, StepCall, Usage};
+pub use engine::AllocatorKind;
+pub use error::{CallError, RuntimeError};
+pub use io::{ArtifactIo, ArtifactRef, OutputSink};
+pub use manifest::{Manifest, PluginKind};
+pub use registry::{COMPONENT_FILE, LoadProblem, MANIFEST_FILE, Plugin, PluginRegistry};
+pub use schema::{InvalidParams, SchemaViolation};
+pub use settings::{AllocatorChoice, RuntimeSettings};
+pub use state::{EffectiveLimits, LogLine, MetricPoint};
+pub use violations::{Capability, Limit};
+
+use bindings::StepExecutorPre;
+use dashmap::DashMap;
+use state::CallState;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+/// How a plugin's component was made ready.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LoadInfo {
+    /// Compiled, or read from the on-disk cache.
+    pub source: LoadSource,
+    /// Time to compile or deserialize, and pre-instantiate.
+    pub duration: Duration,
+    /// Interfaces the component exports, as `namespace:package/interface@version`.
+    pub exports: Vec<String>,
+    /// Interfaces the component imports.
+    pub imports: Vec<String>,
+}
+
+struct Prepared {
+    pre: StepExecutorPre<CallState>,
+    info: LoadInfo,
+}
+
+/// The process-wide plugin runtime.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    settings: RuntimeSettings,
+    allocator: AllocatorKind,
+    cache: cache::CompileCache,
+    prepared: DashMap<String, Arc<Prepared>>,
+    _ticker: engine::EpochTicker,
+}
+
+impl Runtime {
+    /// Creates the engine (pooling allocator when possible), the linker with WASI granting
+    /// nothing, and the epoch ticker.
+    pub fn new(settings: RuntimeSettings) -> Result<Self, RuntimeError> {
+        let engine_error = |error: wasmtime::Error| RuntimeError::Engine(format!("{error:#}"));
+        let (engine, allocator) = engine::build_engine(&settings).map_err(engine_error)?;
+        let linker = build_linker(&engine).map_err(engine_error)?;
+        let ticker = engine::EpochTicker::start(engine.clone())
+            .map_err(|error| RuntimeError::Engine(error.to_string()))?;
+        Ok(Self {
+            cache: cache::CompileCache::new(settings.cache_dir.clone(), &engine),
+            engine,
+            linker,
+            settings,
+            allocator,
+            prepared: DashMap::new(),
+            _ticker: ticker,
+        })
+    }
+
+    /// The allocator the engine uses.
+    pub fn allocator(&self) -> AllocatorKind {
+        self.allocator
+    }
+
+    /// The operator settings.
+    pub fn settings(&self) -> &RuntimeSettings {
+        &self.settings
+    }
+
+    /// Compiles (or loads from cache) and pre-instantiates a plugin, checking that its component
+    /// implements the world of its kind. Later calls reuse the result.
+    pub fn prepare(&self, plugin: &Plugin) -> Result<LoadInfo, RuntimeError> {
+        Ok(self.prepared(plugin)?.info.clone())
+    }
+
+    fn prepared(&self, plugin: &Plugin) -> Result<Arc<Prepared>, RuntimeError> {
+        if let Some(prepared) = self.prepared.get(&plugin.digest) {
+            return Ok(prepared.clone());
+        }
+        let prepared = Arc::new(self.load(plugin)?);
+        self.prepared.insert(plugin.digest.clone(), prepared.clone());
+        Ok(prepared)
+    }
+
+    fn load(&self, plugin: &Plugin) -> Result<Prepared, RuntimeError> {
+        if plugin.manifest.kind != PluginKind::StepExecutor {
+            return Err(RuntimeError::WrongKind {
+                plugin: plugin.id(),
+                kind: plugin.manifest.kind.world().to_owned(),
+            });
+        }
+        let started = Instant::now();
+        let path = plugin.component_path();
+        let wasm = std::fs::read(&path).map_err(|source| RuntimeError::ReadComponent {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let (component, source) = self
+            .cache
+            .load(&self.engine, &plugin.digest, &wasm)
+            .map_err(|error| RuntimeError::InvalidComponent {
+                plugin: plugin.id(),
+                path: path.display().to_string(),
+                message: format!("{error:#}"),
+            })?;
+        let world_error = |error: wasmtime::Error| RuntimeError::WorldMismatch {
+            plugin: plugin.id(),
+            world: plugin.manifest.kind.world().to_owned(),
+            message: format!("{error:#}"),
+        };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(world_error)?;
+        let pre = StepExecutorPre::new(instance_pre).map_err(world_error)?;
+        let (imports, exports) = interface_names(&self.engine, &component);
+        let info = LoadInfo {
+            source,
+            duration: started.elapsed(),
+            exports,
+            imports,
+        };
+        tracing::debug!(plugin = %plugin.id(), digest = %plugin.digest, source = ?info.source,
+            millis = info.duration.as_millis() as u64, "plugin prepared");
+        Ok(Prepared { pre, info })
+    }
+
+    /// The limits a call of `plugin` runs under: the manifest's requests, else the defaults,
+    /// each capped by the operator settings, and the call's own timeout if it is tighter.
+    pub fn effective_limits(&self, plugin: &Plugin, timeout: Option<Duration>) -> EffectiveLimits {
+        let requested = &plugin.manifest.limits;
+        let settings = &self.settings;
+        let plugin_timeout = requested
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(settings::DEFAULT_TIMEOUT);
+        let timeout = timeout
+            .map_or(plugin_timeout, |t| t.min(plugin_timeout))
+            .min(settings.max_timeout);
+        EffectiveLimits {
+            memory_bytes: requested
+                .memory_mib
+                .map_or(settings::DEFAULT_MEMORY_BYTES, |mib| mib << 20)
+                .min(settings.max_memory_bytes),
+            timeout,
+            fuel: requested
+                .fuel
+                .unwrap_or(settings::DEFAULT_FUEL)
+                .min(settings.max_fuel),
+            max_output_bytes: requested
+                .max_output_mib
+                .map_or(settings::DEFAULT_MAX_OUTPUT_BYTES, |mib| mib << 20)
+                .min(settings.max_output_bytes),
+            max_log_lines: settings.max_log_lines,
+            max_log_bytes: settings.max_log_bytes,
+            max_stdio_bytes: settings.max_stdio_bytes,
+            max_metric_points: settings.max_metric_points,
+        }
+    }
+
+    /// Validates params, then runs one call of a step executor in a fresh store.
+    ///
+    /// Returns `Err` when the plugin cannot be used at all (invalid params, a component that
+    /// does not load); a call that starts always yields a [`CallReport`], whose `outcome` says
+    /// whether it succeeded. Blocks the current thread for the duration of the call.
+    pub fn call_step(
+        &self,
+        plugin: &Plugin,
+        call: &StepCall,
+        io: Box<dyn ArtifactIo>,
+    ) -> Result<CallReport, RuntimeError> {
+        plugin.validate_params(&serde_json::Value::Object(call.params.clone()))?;
+        let prepared = self.prepared(plugin)?;
+        let scratch = self.scratch_dir(plugin);
+        let setup = call::CallSetup {
+            engine: &self.engine,
+            pre: &prepared.pre,
+            limits: self.effective_limits(plugin, call.timeout),
+            scratch_dir: scratch.as_ref().map(|dir| dir.path()),
+        };
+        Ok(call::run_call(setup, call, io))
+    }
+
+    fn scratch_dir(&self, plugin: &Plugin) -> Option<tempfile::TempDir> {
+        if !plugin.manifest.capabilities.scratch_dir || !self.settings.grant_scratch_dir {
+            return None;
+        }
+        match tempfile::tempdir() {
+            Ok(dir) => Some(dir),
+            Err(error) => {
+                tracing::warn!(plugin = %plugin.id(), cause = %error, "no scratch directory");
+                None
+            }
+        }
+    }
+}
+
+fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    host::wasi_audit::shadow_wasi_functions(&mut linker)?;
+    bindings::StepExecutor::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
+        &mut linker,
+        |state| state,
+    )?;
+    Ok(linker)
+}
+
+fn interface_names(engine: &Engine, component: &wasmtime::component::Component) -> (Vec<String>, Vec<String>) {
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    (imports, exports)
+}

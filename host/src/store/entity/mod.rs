@@ -1,0 +1,63 @@
+//! sea-orm entities, one module per table.
+//!
+//! Timestamps are `i64` milliseconds since the Unix epoch (UTC) in every table, so they compare
+//! and sort the same way on SQLite and PostgreSQL. Run and step-run ids are UUIDv7 strings,
+//! which sort by creation time.
+
+pub mod artifact;
+pub mod dataset;
+pub mod environment;
+pub mod latest_metric;
+pub mod lineage_edge;
+pub mod metric;
+pub mod pipeline;
+pub mod plugin;
+pub mod project;
+pub mod run;
+pub mod run_artifact;
+pub mod run_param;
+pub mod run_tag;
+pub mod step_log;
+pub mod step_run;
+
+/// Error of parsing one of the text enums (statuses, kinds, directions) from a string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} `{value}`: expected one of {expected}")]
+pub struct ParseEnumError {
+    /// What the value was meant to be, such as `run status`.
+    pub what: &'static str,
+    /// The rejected text.
+    pub value: String,
+    /// The accepted values, comma separated.
+    pub expected: String,
+}
+
+/// Implements `Display` and `FromStr` for an enum stored as text, using its database value.
+macro_rules! text_enum {
+    ($enum:ty, $what:literal) => {
+        impl std::fmt::Display for $enum {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&sea_orm::ActiveEnum::to_value(self))
+            }
+        }
+
+        impl std::str::FromStr for $enum {
+            type Err = $crate::store::entity::ParseEnumError;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                let values = || {
+                    <Self as sea_orm::Iterable>::iter().map(|v| sea_orm::ActiveEnum::to_value(&v))
+                };
+                <Self as sea_orm::Iterable>::iter()
+                    .find(|v| sea_orm::ActiveEnum::to_value(v) == text)
+                    .ok_or_else(|| $crate::store::entity::ParseEnumError {
+                        what: $what,
+                        value: text.to_owned(),
+                        expected: values().collect::<Vec<_>>().join(", "),
+                    })
+            }
+        }
+    };
+}
+
+use text_enum;

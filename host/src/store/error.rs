@@ -1,0 +1,123 @@
+//! The error type of the store.
+
+use super::entity::run::RunStatus;
+use super::entity::run_artifact::Direction;
+use sea_orm::DbErr;
+use std::path::PathBuf;
+
+/// Errors of [`Store`](super::Store) operations.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or opened.
+    #[error(
+        "cannot connect to database {url}: {source}; check that the server runs and that the \
+         URL, user and database name are right"
+    )]
+    Connect {
+        /// The URL with any password replaced by `***`.
+        url: String,
+        /// The driver's error.
+        source: DbErr,
+    },
+    /// Applying the schema migrations failed.
+    #[error(
+        "applying database migrations failed: {0}; if the database was migrated by a newer \
+         runledger, upgrade this one"
+    )]
+    Migrate(DbErr),
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Database(#[from] DbErr),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The filesystem error.
+        source: std::io::Error,
+    },
+    /// No run has this id.
+    #[error("run `{0}` not found")]
+    RunNotFound(String),
+    /// No step run has this id.
+    #[error("step run `{0}` not found")]
+    StepRunNotFound(String),
+    /// A step run was named together with a run it does not belong to.
+    #[error("step run `{step_run_id}` does not belong to run {run_id}")]
+    StepRunNotInRun {
+        /// The step run.
+        step_run_id: String,
+        /// The run it was named with.
+        run_id: String,
+    },
+    /// A param was logged again with a different value.
+    #[error(
+        "param `{key}` of run {run_id} is already `{old}` and cannot change to `{new}`: params \
+         are immutable, so log the new value under another key or start a new run"
+    )]
+    ParamConflict {
+        /// The run.
+        run_id: String,
+        /// The param name.
+        key: String,
+        /// The value already stored.
+        old: String,
+        /// The value that was rejected.
+        new: String,
+    },
+    /// A status change would move a finished run or step back.
+    #[error(
+        "run {run_id} already ended as {status}; it cannot change status again, so start a new \
+         run to execute it again"
+    )]
+    RunAlreadyEnded {
+        /// The run.
+        run_id: String,
+        /// Its final status.
+        status: RunStatus,
+    },
+    /// A digest is not a lowercase hex SHA-256.
+    #[error("invalid digest `{0}`: expected 64 lowercase hex characters (SHA-256)")]
+    InvalidDigest(String),
+    /// An artifact was linked before its metadata was recorded.
+    #[error("artifact {0} is not recorded; record its metadata with `record_artifact` first")]
+    ArtifactNotRecorded(String),
+    /// The same digest was recorded with two sizes, so one of the two is wrong.
+    #[error(
+        "artifact {digest} is recorded with size {recorded} bytes, not {given}; content with the \
+         same SHA-256 cannot differ in size, so check the digest computation"
+    )]
+    ArtifactSizeMismatch {
+        /// The digest.
+        digest: String,
+        /// The size already recorded.
+        recorded: i64,
+        /// The size that was rejected.
+        given: i64,
+    },
+    /// A name of a run or step was bound to one artifact and then to another.
+    #[error(
+        "{direction} `{name}` of {owner} is already artifact {existing}, not {digest}; recorded \
+         inputs and outputs are immutable, so use another name"
+    )]
+    ArtifactLinkConflict {
+        /// `run RUN` or `step run STEP of run RUN`.
+        owner: String,
+        /// Whether the name is an input or an output.
+        direction: Direction,
+        /// The name.
+        name: String,
+        /// The digest already linked.
+        existing: String,
+        /// The digest that was rejected.
+        digest: String,
+    },
+    /// A stored JSON document does not have the expected shape.
+    #[error("stored {what} is not valid: {source}")]
+    InvalidJson {
+        /// Which document, such as `environment snapshot of run ...`.
+        what: String,
+        /// The decoding error.
+        source: serde_json::Error,
+    },
+}

@@ -1,0 +1,208 @@
+//! Persistence: sea-orm entities and migrations, the queries over them, and the
+//! content-addressed artifact store.
+//!
+//! [`Store`] is the handle to the database. It runs on SQLite (a file in the data directory, the
+//! default) or on PostgreSQL (when many hosts share one database), with the same schema and
+//! queries on both. Every write is committed before the method returns, and writes that add
+//! several rows run in one transaction. This module knows nothing of the layers above it.
+
+pub mod artifacts;
+pub mod entity;
+pub mod migration;
+
+mod artifact_records;
+mod batch;
+mod detail;
+mod environments;
+mod error;
+mod lineage;
+mod logs;
+mod metrics;
+mod params;
+mod plugins;
+mod projects;
+mod runs;
+mod steps;
+
+#[cfg(test)]
+mod tests;
+
+pub use artifact_records::LinkedArtifact;
+pub use artifacts::{ArtifactError, ArtifactStore};
+pub use detail::{RunDetail, StepRunDetail};
+pub use entity::lineage_edge::NodeKind;
+pub use entity::run::{RunSource, RunStatus};
+pub use entity::run_artifact::Direction;
+pub use entity::step_run::StepStatus;
+pub use environments::{EnvironmentSnapshot, GitState};
+pub use error::StoreError;
+pub use lineage::{Graph, NewEdge, Node, TraverseDirection};
+pub use logs::NewLogLine;
+pub use metrics::{MetricPoint, NewMetric};
+pub use plugins::NewPlugin;
+pub use projects::DEFAULT_PROJECT;
+pub use runs::{NewRun, RunFilter, RunOwner};
+pub use steps::{NewStepRun, PluginRef, StepRunUpdate};
+
+use migration::Migrator;
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm_migration::MigratorTrait;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Name of the SQLite file that [`Store::open_sqlite`] keeps in the data directory.
+pub const SQLITE_FILE_NAME: &str = "runledger.db";
+
+/// How long a SQLite statement waits for another connection's write lock before failing with
+/// "database is locked". Writes are short transactions, so waiting this long means something is
+/// stuck.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections in a SQLite pool. WAL lets readers proceed during a write, but SQLite runs one
+/// write at a time, so a few connections suffice.
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+
+/// Handle to the database. Cloning it is cheap and shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects to a database without migrating it.
+    ///
+    /// `url` is `sqlite://PATH?mode=rwc` (the file is created if missing) or
+    /// `postgres://USER@HOST:PORT/DATABASE`. SQLite connections use WAL, enforce foreign keys
+    /// and wait [`SQLITE_BUSY_TIMEOUT`] for locks.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new(url);
+        if url.starts_with("sqlite:") {
+            configure_sqlite(&mut options, None, is_in_memory(url));
+        }
+        Self::connect_with(options, redact_password(url)).await
+    }
+
+    /// Opens the SQLite database `runledger.db` in `data_dir`, creating the directory and the
+    /// file if needed, and applies pending migrations.
+    pub async fn open_sqlite(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+
+        // The path goes to the driver as a path rather than inside the URL, so no character of
+        // it can be read as URL syntax. The URL only selects the SQLite driver.
+        let path = data_dir.join(SQLITE_FILE_NAME);
+        let mut options = ConnectOptions::new(format!("sqlite://{SQLITE_FILE_NAME}"));
+        configure_sqlite(&mut options, Some(path.clone()), false);
+
+        let store = Self::connect_with(options, format!("sqlite://{}", path.display())).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn connect_with(
+        mut options: ConnectOptions,
+        shown_url: String,
+    ) -> Result<Self, StoreError> {
+        options.sqlx_logging(false);
+        let db = Database::connect(options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: shown_url.clone(),
+                source,
+            })?;
+        tracing::debug!(url = %shown_url, "connected to database");
+        Ok(Self { db })
+    }
+
+    /// Applies every pending migration. Running it on an up-to-date database does nothing, and
+    /// concurrent callers on one database apply each migration once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let transaction = batch::begin_write(&self.db)
+            .await
+            .map_err(StoreError::Migrate)?;
+
+        // Hosts sharing a PostgreSQL database may start together. The advisory lock, released
+        // at commit, makes the later ones wait and then find nothing pending.
+        if self.backend() == DbBackend::Postgres {
+            transaction
+                .execute_unprepared("SELECT pg_advisory_xact_lock(7242591860301254971)")
+                .await
+                .map_err(StoreError::Migrate)?;
+        }
+
+        Migrator::up(&transaction, None)
+            .await
+            .map_err(StoreError::Migrate)?;
+        transaction.commit().await.map_err(StoreError::Migrate)?;
+        tracing::debug!("database schema is up to date");
+        Ok(())
+    }
+
+    /// The underlying connection, for queries this module does not offer.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Which database the store runs on.
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Closes the connection pool, waiting for checked-out connections to return.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.db.close().await?;
+        Ok(())
+    }
+}
+
+/// Turns on foreign keys, the busy timeout and, for files, WAL. `file` replaces the path of
+/// the URL.
+fn configure_sqlite(options: &mut ConnectOptions, file: Option<PathBuf>, in_memory: bool) {
+    // Each connection to `sqlite::memory:` opens its own empty database, so an in-memory store
+    // must keep to one connection.
+    let max_connections = if in_memory { 1 } else { SQLITE_MAX_CONNECTIONS };
+    options.max_connections(max_connections);
+
+    options.map_sqlx_sqlite_opts(move |opts| {
+        let mut opts = opts.foreign_keys(true).busy_timeout(SQLITE_BUSY_TIMEOUT);
+        if let Some(path) = &file {
+            opts = opts.filename(path).create_if_missing(true);
+        }
+        if !in_memory {
+            opts = opts.journal_mode(SqliteJournalMode::Wal);
+        }
+        opts
+    });
+}
+
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Replaces the password of a database URL with `***`, so the URL can be logged.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Current time in milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A new UUIDv7 as a lowercase hyphenated string, which sorts by creation time.
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,119 @@
+//! Project automation for runledger: `cargo xtask <command>`.
+//!
+//! - `setup` installs what the build needs (the wasm32-wasip2 Rust target).
+//! - `build-plugins` builds every plugin for wasm32-wasip2 in release mode and collects each
+//!   component with its manifest under `target/plugins/` (first-party plugins) and
+//!   `target/test-plugins/` (the misbehaving test corpus).
+//! - `test` does both, then runs every test of the workspace.
+//! - `bench NAME` runs a benchmark and prints its figures.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod plugins;
+
+#[derive(Parser)]
+#[command(about = "runledger project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the wasm32-wasip2 Rust target if it is missing.
+    Setup,
+    /// Build all plugins for wasm32-wasip2 and collect them with their manifests.
+    BuildPlugins,
+    /// Set up, build the plugins, and run every test of the workspace.
+    Test {
+        /// Extra arguments passed to `cargo test`, such as a test name filter.
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Run a benchmark and print its figures.
+    Bench {
+        /// Which benchmark.
+        #[arg(value_enum)]
+        name: Benchmark,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Benchmark {
+    /// Whole-call latency, compile cache, and artifact throughput of the plugin runtime.
+    PluginCall,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Task::Setup => setup(),
+        Task::BuildPlugins => {
+            setup()?;
+            plugins::build_all(&workspace_root())
+        }
+        Task::Test { args } => test(&args),
+        Task::Bench { name } => bench(name),
+    }
+}
+
+/// The repository root: the parent of this crate's directory.
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_owned()
+}
+
+/// Runs a command, failing with its command line when it exits unsuccessfully.
+pub(crate) fn run(command: &mut Command) -> Result<()> {
+    let line = format!("{command:?}");
+    eprintln!("xtask: {line}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {line}"))?;
+    if !status.success() {
+        bail!("{line} failed with {status}");
+    }
+    Ok(())
+}
+
+fn setup() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is required to install the wasm32-wasip2 target")?;
+    let targets = String::from_utf8_lossy(&installed.stdout);
+    if !targets.lines().any(|line| line.trim() == "wasm32-wasip2") {
+        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn test(args: &[String]) -> Result<()> {
+    setup()?;
+    let root = workspace_root();
+    plugins::build_all(&root)?;
+    run(cargo()
+        .current_dir(&root)
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(args))
+}
+
+fn bench(name: Benchmark) -> Result<()> {
+    setup()?;
+    let root = workspace_root();
+    plugins::build_all(&root)?;
+    let bin = match name {
+        Benchmark::PluginCall => "bench-plugin-call",
+    };
+    run(cargo()
+        .current_dir(&root)
+        .args(["run", "--quiet", "-p", "runledger-tests", "--bin", bin]))
+}
