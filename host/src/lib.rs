@@ -7,6 +7,8 @@
 //! above it, and `runtime` knows nothing of SQL: it reads and writes artifacts through the
 //! [`runtime::ArtifactIo`] trait its caller supplies.
 
+pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod runtime;
 pub mod store;

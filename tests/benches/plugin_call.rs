@@ -1,1 +1,188 @@
-fn main() {}
+//! Benchmark of the plugin runtime: the cost of one whole call (new store, instantiate, call,
+//! drop), first load versus load from the compile cache, and artifact throughput through the
+//! read and write handles for a 1 GiB artifact with the host's peak memory.
+//!
+//! Run it with `cargo xtask bench plugin-call` (which builds the plugins first). Give `calls`,
+//! `load` or `copy` as the first argument to run only that part.
+
+use runledger::engine::StoreArtifactIo;
+use runledger::runtime::{AllocatorChoice, LoadSource, Runtime, RuntimeSettings};
+use runledger_tests::{input, peak_rss_bytes, plugin, reset_peak_rss, rss_bytes, step_call};
+use serde_json::json;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+const CALLS: usize = 20_000;
+const WARMUP_CALLS: usize = 1_000;
+const LOAD_REPEATS: usize = 5;
+const ARTIFACT_BYTES: u64 = 1 << 30;
+
+fn main() -> anyhow::Result<()> {
+    let only = std::env::args().nth(1);
+    let wanted = |part: &str| only.as_deref().is_none_or(|only| only == part);
+    println!("plugin-call benchmark ({} cores)", std::thread::available_parallelism()?.get());
+    if wanted("calls") {
+        report_calls()?;
+    }
+    if wanted("load") {
+        let (compile, cached) = load_times()?;
+        let ratio = compile.as_secs_f64() / cached.as_secs_f64();
+        check("cached load vs first compile", ratio >= 20.0, format!("{ratio:.0}x >= 20x"));
+    }
+    if wanted("copy") {
+        let throughput = artifact_copy()?;
+        let mb_per_s = throughput.mb_per_s;
+        check("artifact copy", mb_per_s >= 300.0, format!("{mb_per_s:.0} MB/s >= 300 MB/s"));
+        let growth = throughput.peak_growth as f64 / f64::from(1 << 20);
+        check("artifact copy peak memory growth", growth < 64.0, format!("{growth:.1} MiB < 64 MiB"));
+    }
+    Ok(())
+}
+
+fn report_calls() -> anyhow::Result<()> {
+    let pooling = whole_call(AllocatorChoice::Pooling)?;
+    let on_demand = whole_call(AllocatorChoice::OnDemand)?;
+    print_calls("pooling", &pooling);
+    print_calls("on-demand", &on_demand);
+    let median = percentile(&pooling, 0.5);
+    let met = median <= Duration::from_micros(25);
+    check("whole call median, pooling", met, format!("{median:?} <= 25us"));
+    Ok(())
+}
+
+fn check(name: &str, passed: bool, detail: String) {
+    let verdict = if passed { "met" } else { "MISSED" };
+    println!("target {name}: {detail} ... {verdict}");
+}
+
+fn whole_call(allocator: AllocatorChoice) -> anyhow::Result<Vec<Duration>> {
+    let runtime = Runtime::new(RuntimeSettings {
+        allocator,
+        pool_instances: 16,
+        ..RuntimeSettings::default()
+    })?;
+    let noop = plugin("noop");
+    runtime.prepare(&noop)?;
+    let (_dir, store) = runledger_tests::temp_store();
+    let spec = step_call(json!({}), vec![], &[]);
+    let mut samples = Vec::with_capacity(CALLS);
+    for index in 0..WARMUP_CALLS + CALLS {
+        let io = Box::new(StoreArtifactIo::new(store.clone()));
+        let started = Instant::now();
+        let report = runtime.call_step(&noop, &spec, io)?;
+        let elapsed = started.elapsed();
+        anyhow::ensure!(report.outcome.is_ok(), "noop failed: {:?}", report.outcome);
+        if index >= WARMUP_CALLS {
+            samples.push(elapsed);
+        }
+    }
+    samples.sort();
+    Ok(samples)
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
+    sorted[index]
+}
+
+fn print_calls(label: &str, samples: &[Duration]) {
+    println!(
+        "whole call ({label}, {CALLS} calls of noop): median {:?}, p99 {:?}",
+        percentile(samples, 0.5),
+        percentile(samples, 0.99)
+    );
+}
+
+/// Median time to make `linreg` (a first-party plugin of typical size) ready: compiled from
+/// its `.wasm`, and deserialized from a warm compile cache by a fresh runtime.
+fn load_times() -> anyhow::Result<(Duration, Duration)> {
+    let target = plugin("linreg");
+    let mut compiled = Vec::new();
+    let mut cached = Vec::new();
+    for _ in 0..LOAD_REPEATS {
+        let cache = tempfile::tempdir()?;
+        let settings = RuntimeSettings {
+            cache_dir: Some(cache.path().to_owned()),
+            allocator: AllocatorChoice::OnDemand,
+            ..RuntimeSettings::default()
+        };
+        let first = Runtime::new(settings.clone())?.prepare(&target)?;
+        let second = Runtime::new(settings)?.prepare(&target)?;
+        anyhow::ensure!(first.source == LoadSource::Compiled, "first load was not a compile");
+        anyhow::ensure!(second.source == LoadSource::DiskCache, "second load missed the cache");
+        compiled.push(first.duration);
+        cached.push(second.duration);
+    }
+    compiled.sort();
+    cached.sort();
+    let (compile, hit) = (compiled[LOAD_REPEATS / 2], cached[LOAD_REPEATS / 2]);
+    let size = std::fs::metadata(target.component_path())?.len();
+    println!(
+        "load of linreg ({} KiB component): first compile {compile:?}, from compile cache {hit:?} ({:.0}x faster)",
+        size >> 10,
+        compile.as_secs_f64() / hit.as_secs_f64()
+    );
+    Ok((compile, hit))
+}
+
+struct Throughput {
+    mb_per_s: f64,
+    peak_growth: u64,
+}
+
+/// Copies a 1 GiB artifact through the `copy` plugin: every byte crosses the read handle into
+/// the component and the write handle back out, and is hashed on both sides.
+fn artifact_copy() -> anyhow::Result<Throughput> {
+    let runtime = runledger_tests::runtime();
+    let copy = plugin("copy");
+    runtime.prepare(&copy)?;
+    let (_dir, store) = runledger_tests::temp_store();
+    let source = write_pseudo_random(&store, ARTIFACT_BYTES)?;
+    let spec = step_call(json!({}), vec![source.clone()], &["copy"]);
+    let io = Box::new(StoreArtifactIo::new(store.clone()));
+
+    let baseline = rss_bytes();
+    reset_peak_rss();
+    let started = Instant::now();
+    let report = runtime.call_step(&copy, &spec, io)?;
+    let elapsed = started.elapsed();
+    let peak = peak_rss_bytes();
+
+    anyhow::ensure!(report.outcome.is_ok(), "copy failed: {:?}", report.outcome);
+    anyhow::ensure!(report.outputs[0].digest == source.digest, "copy changed the content");
+    let mb_per_s = ARTIFACT_BYTES as f64 / 1e6 / elapsed.as_secs_f64();
+    let peak_growth = peak.saturating_sub(baseline);
+    println!(
+        "artifact copy of 1 GiB through the plugin: {elapsed:?}, {mb_per_s:.0} MB/s, host peak RSS {} MiB (baseline {} MiB, growth {} MiB)",
+        peak >> 20,
+        baseline >> 20,
+        peak_growth >> 20
+    );
+    Ok(Throughput { mb_per_s, peak_growth })
+}
+
+fn write_pseudo_random(
+    store: &runledger::store::artifacts::ArtifactStore,
+    bytes: u64,
+) -> anyhow::Result<runledger::runtime::ArtifactRef> {
+    let mut writer = store.create_writer()?;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..bytes / block.len() as u64 {
+        for chunk in block.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes());
+        }
+        writer.write_all(&block)?;
+    }
+    let (digest, size) = writer.commit()?;
+    let _ = input;
+    Ok(runledger::runtime::ArtifactRef {
+        name: "source".into(),
+        digest,
+        size,
+        media_type: "application/octet-stream".into(),
+    })
+}

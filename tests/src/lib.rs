@@ -96,6 +96,7 @@ pub fn step_call(
         outputs: outputs.iter().map(|name| (*name).to_owned()).collect(),
         deterministic: true,
         timeout: None,
+        cancel: None,
     }
 }
 

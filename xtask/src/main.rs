@@ -4,6 +4,7 @@
 //! - `build-plugins` builds every plugin for wasm32-wasip2 in release mode and collects each
 //!   component with its manifest under `target/plugins/` (first-party plugins) and
 //!   `target/test-plugins/` (the misbehaving test corpus).
+//! - `demo` does both, then runs the wine-quality example end to end.
 //! - `test` does both, then runs every test of the workspace.
 //! - `bench NAME` runs a benchmark and prints its figures.
 
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod demo;
 mod plugins;
 
 #[derive(Parser)]
@@ -27,6 +29,8 @@ enum Task {
     Setup,
     /// Build all plugins for wasm32-wasip2 and collect them with their manifests.
     BuildPlugins,
+    /// Set up, build, and run the wine-quality example end to end.
+    Demo,
     /// Set up, build the plugins, and run every test of the workspace.
     Test {
         /// Extra arguments passed to `cargo test`, such as a test name filter.
@@ -53,6 +57,11 @@ fn main() -> Result<()> {
         Task::BuildPlugins => {
             setup()?;
             plugins::build_all(&workspace_root())
+        }
+        Task::Demo => {
+            setup()?;
+            plugins::build_all(&workspace_root())?;
+            demo::demo()
         }
         Task::Test { args } => test(&args),
         Task::Bench { name } => bench(name),
@@ -92,7 +101,7 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 

@@ -9,9 +9,11 @@ use super::state::{CallState, EffectiveLimits, LogLine, MetricPoint, StdioCaptur
 use super::violations::{Limit, Violation, ViolationLog};
 use rand::SeedableRng as _;
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
@@ -36,6 +38,8 @@ pub struct StepCall {
     pub deterministic: bool,
     /// A tighter wall-clock limit than the plugin's, such as a pipeline step's timeout.
     pub timeout: Option<Duration>,
+    /// Set to `true` from another thread to stop the call within one epoch tick.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// Resources one call used.
@@ -207,11 +211,31 @@ pub(crate) fn run_call(
             message: error.to_string(),
         })
         .and_then(|()| {
-            store.set_epoch_deadline(ticks_for(setup.limits.timeout));
-            store.epoch_deadline_trap();
+            watch_deadline(&mut store, ticks_for(setup.limits.timeout), call.cancel.clone());
             invoke(&mut store, setup.pre, call)
         });
     finish_report(store, outcome, fuel, started, &setup.limits)
+}
+
+/// The error a call stops with when its cancel flag is set.
+#[derive(Debug, thiserror::Error)]
+#[error("the call was cancelled")]
+struct CancelledCall;
+
+/// Checks the cancel flag and the wall-clock limit on every epoch tick.
+fn watch_deadline(store: &mut Store<CallState>, limit_ticks: u64, cancel: Option<Arc<AtomicBool>>) {
+    let mut elapsed_ticks = 0;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        elapsed_ticks += 1;
+        if cancel.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed)) {
+            return Err(wasmtime::Error::new(CancelledCall));
+        }
+        if elapsed_ticks >= limit_ticks {
+            return Err(Trap::Interrupt.into());
+        }
+        Ok(UpdateDeadline::Continue(1))
+    });
 }
 
 type RawOutcome = Result<Result<(), CallError>, RawFailure>;
@@ -327,6 +351,9 @@ fn trap_limit(trap: Trap, limits: &EffectiveLimits) -> Option<CallError> {
 }
 
 fn trap_error(error: &wasmtime::Error, stdio: &StdioCapture, limits: &EffectiveLimits) -> CallError {
+    if error.downcast_ref::<CancelledCall>().is_some() {
+        return CallError::Cancelled;
+    }
     let Some(trap) = error.downcast_ref::<Trap>() else {
         return CallError::Trap {
             message: format!("{error:#}"),

@@ -107,6 +107,9 @@ pub enum CallError {
         /// The trap description.
         message: String,
     },
+    /// The call was cancelled, for example because the run was.
+    #[error("the call was cancelled")]
+    Cancelled,
     /// Instantiation failed, for example because the initial memory exceeds the limit.
     #[error("instantiating the plugin failed: {message}")]
     Instantiate {

@@ -18,6 +18,7 @@
 //!     outputs: vec!["greeting".into()],
 //!     deterministic: true,
 //!     timeout: None,
+//!     cancel: None,
 //! };
 //! let report = runtime.call_step(&plugin, &call, io)?;
 //! report.outcome?;

@@ -54,7 +54,7 @@ impl Store {
             return Err(StoreError::ArtifactSizeMismatch {
                 digest: digest.to_owned(),
                 recorded: stored.size,
-                given: size,
+                rejected: size,
             });
         }
         Ok(stored)

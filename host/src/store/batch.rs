@@ -16,8 +16,9 @@ pub(super) fn rows_per_statement(columns: usize) -> usize {
 
 /// Starts a transaction that will write.
 ///
-/// On SQLite it takes the write lock at `BEGIN IMMEDIATE`, so the busy timeout applies and two
-/// writers never deadlock upgrading their read locks. PostgreSQL ignores the SQLite mode.
+/// On SQLite it takes the write lock at `BEGIN IMMEDIATE`. A second writer then waits up to
+/// the busy timeout at its own `BEGIN`, instead of failing with "database is locked" when a
+/// deferred transaction tries to upgrade its read lock. PostgreSQL ignores the SQLite mode.
 pub(super) async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     let options = TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -42,10 +43,10 @@ pub(super) async fn begin_read(db: &DatabaseConnection) -> Result<DatabaseTransa
     }
 }
 
-/// The error for a row that an insert-or-ignore did not leave behind, which only a concurrent
-/// delete can cause.
-pub(super) fn missing_after_insert(what: &str) -> DbErr {
+/// Builds the error for a row that an insert-or-ignore did not leave behind, which only a
+/// concurrent delete can cause.
+pub(super) fn missing_after_insert(row: &str) -> DbErr {
     DbErr::RecordNotFound(format!(
-        "{what} was deleted right after it was inserted; retry the operation"
+        "{row} was deleted right after it was inserted; retry the operation"
     ))
 }

@@ -54,7 +54,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         runs::require_run(&self.db, run_id).await?;
         let json = serde_json::to_value(snapshot).map_err(|source| StoreError::InvalidJson {
-            what: format!("environment snapshot of run {run_id}"),
+            document: format!("environment snapshot of run {run_id}"),
             source,
         })?;
         let row = environment::ActiveModel {
@@ -89,7 +89,7 @@ pub(super) async fn get_environment(
     };
     let snapshot =
         serde_json::from_value(row.snapshot_json).map_err(|source| StoreError::InvalidJson {
-            what: format!("environment snapshot of run {run_id}"),
+            document: format!("environment snapshot of run {run_id}"),
             source,
         })?;
     Ok(Some(snapshot))

@@ -84,7 +84,7 @@ pub enum StoreError {
     ArtifactNotRecorded(String),
     /// The same digest was recorded with two sizes, so one of the two is wrong.
     #[error(
-        "artifact {digest} is recorded with size {recorded} bytes, not {given}; content with the \
+        "artifact {digest} is recorded with size {recorded} bytes, not {rejected}; content with the \
          same SHA-256 cannot differ in size, so check the digest computation"
     )]
     ArtifactSizeMismatch {
@@ -93,7 +93,7 @@ pub enum StoreError {
         /// The size already recorded.
         recorded: i64,
         /// The size that was rejected.
-        given: i64,
+        rejected: i64,
     },
     /// A name of a run or step was bound to one artifact and then to another.
     #[error(
@@ -113,10 +113,10 @@ pub enum StoreError {
         digest: String,
     },
     /// A stored JSON document does not have the expected shape.
-    #[error("stored {what} is not valid: {source}")]
+    #[error("stored {document} is not valid: {source}")]
     InvalidJson {
-        /// Which document, such as `environment snapshot of run ...`.
-        what: String,
+        /// Name of the document, such as `environment snapshot of run ...`.
+        document: String,
         /// The decoding error.
         source: serde_json::Error,
     },

@@ -14,24 +14,24 @@ use std::collections::{BTreeMap, HashSet};
 /// A node of the lineage graph.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Node {
-    /// What the node is.
+    /// Kind of the node.
     pub kind: NodeKind,
     /// A digest for datasets and artifacts, a UUID for step runs.
     pub id: String,
 }
 
 impl Node {
-    /// The dataset with this digest.
+    /// Creates the node of the dataset with this digest.
     pub fn dataset(digest: impl Into<String>) -> Self {
         Self::new(NodeKind::Dataset, digest)
     }
 
-    /// The artifact with this digest.
+    /// Creates the node of the artifact with this digest.
     pub fn artifact(digest: impl Into<String>) -> Self {
         Self::new(NodeKind::Artifact, digest)
     }
 
-    /// The step run with this id.
+    /// Creates the node of the step run with this id.
     pub fn step_run(id: impl Into<String>) -> Self {
         Self::new(NodeKind::StepRun, id)
     }
@@ -49,13 +49,13 @@ impl Node {
 pub struct NewEdge {
     /// The run during which the data flowed.
     pub run_id: String,
-    /// Where the data came from.
+    /// Node the data came from.
     pub source: Node,
-    /// Where the data went.
+    /// Node the data went to.
     pub target: Node,
 }
 
-/// Which way [`Store::traverse`] follows edges.
+/// Direction in which [`Store::traverse`] follows edges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TraverseDirection {

@@ -88,6 +88,20 @@ impl Store {
         Ok(rows.into_iter().map(MetricPoint::from).collect())
     }
 
+    /// Returns every metric value a step run logged, ordered by key, then step, then
+    /// timestamp, then insertion.
+    pub async fn step_metrics(&self, step_run_id: &str) -> Result<Vec<MetricPoint>, StoreError> {
+        let rows = metric::Entity::find()
+            .filter(metric::Column::StepRunId.eq(step_run_id))
+            .order_by_asc(metric::Column::Key)
+            .order_by_asc(metric::Column::Step)
+            .order_by_asc(metric::Column::TimestampMs)
+            .order_by_asc(metric::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(MetricPoint::from).collect())
+    }
+
     /// Returns the latest value of every metric of a run, by key.
     pub async fn latest_metrics(&self, run_id: &str) -> Result<Vec<MetricPoint>, StoreError> {
         latest_metrics(&self.db, run_id).await

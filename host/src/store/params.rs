@@ -19,15 +19,15 @@ impl Store {
         run_id: &str,
         params: &[(String, String)],
     ) -> Result<(), StoreError> {
-        let wanted = distinct_params(run_id, params)?;
-        if wanted.is_empty() {
+        let distinct = distinct_params(run_id, params)?;
+        if distinct.is_empty() {
             return Ok(());
         }
         let transaction = batch::begin_write(&self.db).await?;
         runs::require_run(&transaction, run_id).await?;
 
-        let wanted: Vec<(String, String)> = wanted.into_iter().collect();
-        for chunk in wanted.chunks(batch::rows_per_statement(3)) {
+        let distinct: Vec<(String, String)> = distinct.into_iter().collect();
+        for chunk in distinct.chunks(batch::rows_per_statement(3)) {
             insert_params(&transaction, run_id, chunk).await?;
         }
         transaction.commit().await?;
@@ -139,12 +139,12 @@ async fn insert_params(
         .filter(run_param::Column::Key.is_in(chunk.iter().map(|(key, _)| key.as_str())))
         .all(db)
         .await?;
-    let wanted: BTreeMap<&str, &str> = chunk
+    let requested: BTreeMap<&str, &str> = chunk
         .iter()
         .map(|(key, value)| (key.as_str(), value.as_str()))
         .collect();
     for row in stored {
-        let new = wanted[row.key.as_str()];
+        let new = requested[row.key.as_str()];
         if new != row.value {
             return Err(StoreError::ParamConflict {
                 run_id: run_id.to_owned(),

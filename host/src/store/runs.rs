@@ -10,7 +10,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, RelationTrait,
 };
 
-/// What [`Store::create_run`] needs to record a new run.
+/// Fields of a new run, for [`Store::create_run`].
 #[derive(Debug, Clone)]
 pub struct NewRun {
     /// Project name; created on first use. [`DEFAULT_PROJECT`](super::DEFAULT_PROJECT) when the
@@ -20,7 +20,7 @@ pub struct NewRun {
     pub pipeline_id: Option<i64>,
     /// Display name.
     pub name: String,
-    /// How the run was started.
+    /// Origin of the run: command line, API, schedule or external client.
     pub source: RunSource,
     /// User or API token name that started the run.
     pub user_name: String,
@@ -185,6 +185,7 @@ impl Store {
     ///
     /// Call it at startup with a check of the operating system's process table. Runs without an
     /// owner, such as runs queued through the API and not yet claimed, are left alone.
+    #[tracing::instrument(name = "runledger.store.mark_interrupted", skip(self, is_alive))]
     pub async fn mark_interrupted(
         &self,
         hostname: &str,

@@ -8,7 +8,7 @@ use sea_orm::{
     QuerySelect,
 };
 
-/// What [`Store::create_step_run`] needs to record a step run.
+/// Fields of a new step run, for [`Store::create_step_run`].
 #[derive(Debug, Clone)]
 pub struct NewStepRun {
     /// The run the step belongs to.
@@ -115,6 +115,28 @@ impl Store {
         let updated = step_run::Entity::update(row).exec(&transaction).await?;
         transaction.commit().await?;
         Ok(updated)
+    }
+
+    /// Sets the cache key of a step run and the step run it reused outputs from, replacing
+    /// both. `cached_from` must name an existing step run.
+    pub async fn set_step_cache(
+        &self,
+        step_run_id: &str,
+        cache_key: Option<&str>,
+        cached_from: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let transaction = batch::begin_write(&self.db).await?;
+        let current = require_step_run(&transaction, step_run_id).await?;
+        if let Some(source) = cached_from {
+            require_step_run(&transaction, source).await?;
+        }
+
+        let mut row: step_run::ActiveModel = current.into();
+        row.cache_key = Set(cache_key.map(str::to_owned));
+        row.cached_from = Set(cached_from.map(str::to_owned));
+        step_run::Entity::update(row).exec(&transaction).await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// Returns the step run with this id, if any.

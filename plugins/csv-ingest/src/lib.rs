@@ -1,9 +1,9 @@
-//! `csv-ingest` step executor: parses the RFC 4180 CSV input `source`, infers a type per column
-//! (integer, float or string) and writes a normalized copy as `table` (comma-delimited, plain
-//! header names, numbers rewritten in one canonical form) and the column types as `schema`.
+//! `csv-ingest` step executor: parses the RFC 4180 CSV input `source` and infers a type per
+//! column (integer, float or string). It writes a normalized copy as `table`, comma-delimited
+//! with plain header names and numbers in one canonical form, and the column types as `schema`.
 //!
-//! Build the component with `cd plugins && cargo build --release --target wasm32-wasip2`
-//! (`target/wasm32-wasip2/release/csv_ingest.wasm`); run the unit tests natively with
+//! Build the component with `cd plugins && cargo build --release --target wasm32-wasip2`, which
+//! writes `target/wasm32-wasip2/release/csv_ingest.wasm`. Run the unit tests natively with
 //! `cargo test --target x86_64-unknown-linux-gnu -p csv-ingest`.
 
 use mlkit::artifact::{read_text, write_json, write_text};
@@ -171,8 +171,8 @@ impl Executor for CsvIngest {
         let delimiter = parse_delimiter(&params.delimiter)?;
 
         let text = read_text(&context, "source")?;
-        let ingested =
-            ingest(&text, delimiter, params.has_header).map_err(|error| error.in_input("source"))?;
+        let ingested = ingest(&text, delimiter, params.has_header)
+            .map_err(|error| error.in_input("source"))?;
 
         write_text(&context, "table", "text/csv", &ingested.table.to_csv())?;
         write_json(&context, "schema", &ingested.schema)?;
@@ -188,7 +188,10 @@ fn report(schema: &Schema) -> Result<()> {
     log::log(
         Level::Info,
         "ingested csv",
-        &[("rows", &rows.to_string()), ("columns", &columns.to_string())],
+        &[
+            ("rows", &rows.to_string()),
+            ("columns", &columns.to_string()),
+        ],
     );
     Ok(())
 }
@@ -225,7 +228,10 @@ mod tests {
     fn ingest_normalizes_numbers() {
         let text = "i,f,s\n+007, 3 , x \n-1,.25,\"a,b\"\n";
         let ingested = ingest(text, ',', true).unwrap();
-        assert_eq!(ingested.table.to_csv(), "i,f,s\n7,3.0, x \n-1,0.25,\"a,b\"\n");
+        assert_eq!(
+            ingested.table.to_csv(),
+            "i,f,s\n7,3.0, x \n-1,0.25,\"a,b\"\n"
+        );
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! `linreg` step executor: fits a linear regression of the `target` column on every other
-//! numeric column of the `train` input by full-batch gradient descent on
-//! `MSE + alpha * ||w||^2` (ridge; the intercept is not penalized), and writes the `model`.
-//! It logs `train_loss` (that objective) after every epoch and the final `train_rmse`.
+//! numeric column of the `train` input and writes the `model`. It runs full-batch gradient
+//! descent on the ridge objective `MSE + alpha * ||w||^2`, which leaves the intercept
+//! unpenalized. It logs that objective as `train_loss` after every epoch, then `train_rmse`.
 //!
 //! Gradient descent converges with the default learning rate only on features of unit scale,
 //! so put `standardize` in front of it.
 //!
-//! Build the component with `cd plugins && cargo build --release --target wasm32-wasip2`
-//! (`target/wasm32-wasip2/release/linreg.wasm`); run the unit tests natively with
+//! Build the component with `cd plugins && cargo build --release --target wasm32-wasip2`, which
+//! writes `target/wasm32-wasip2/release/linreg.wasm`. Run the unit tests natively with
 //! `cargo test --target x86_64-unknown-linux-gnu -p linreg`.
 
 use mlkit::artifact::{read_table, write_json};
@@ -16,7 +16,7 @@ use runledger_sdk::log::{self, Level};
 use runledger_sdk::{Error, Executor, Result, StepContext, metrics};
 use serde::{Deserialize, Serialize};
 
-/// Half-width of the uniform range the seeded initial weights are drawn from; small enough that
+/// Half-width of the uniform range the seeded initial weights are drawn from. It is small, so
 /// the start is close to the all-zero model whatever the seed.
 const INITIAL_WEIGHT_RANGE: f64 = 0.01;
 
@@ -305,7 +305,11 @@ impl Executor for Linreg {
         let train_table = read_table(&context, "train")?;
         let data = dataset(&train_table, &params.target)?;
         for column in &data.skipped {
-            log::log(Level::Warn, "non-numeric column left out", &[("column", column)]);
+            log::log(
+                Level::Warn,
+                "non-numeric column left out",
+                &[("column", column)],
+            );
         }
 
         let model = train(&data, &params.target, &hyper, |epoch, loss| {
@@ -394,15 +398,23 @@ mod tests {
     #[test]
     fn train_logs_every_epoch() {
         let mut losses = Vec::new();
-        train(&exact_linear(), "y", &hyper(0.1, 0.05, 50), |epoch, loss| {
-            losses.push((epoch, loss));
-            Ok(())
-        })
+        train(
+            &exact_linear(),
+            "y",
+            &hyper(0.1, 0.05, 50),
+            |epoch, loss| {
+                losses.push((epoch, loss));
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(losses.len(), 50);
         assert_eq!(losses[0].0, 1);
         assert_eq!(losses[49].0, 50);
-        assert!(losses.windows(2).all(|pair| pair[1].1 <= pair[0].1), "{losses:?}");
+        assert!(
+            losses.windows(2).all(|pair| pair[1].1 <= pair[0].1),
+            "{losses:?}"
+        );
     }
 
     #[test]
@@ -410,9 +422,8 @@ mod tests {
         let data = exact_linear();
         let first = train_quietly(&data, &hyper(0.1, 0.05, 20)).unwrap();
         let second = train_quietly(&data, &hyper(0.1, 0.05, 20)).unwrap();
-        let bits = |model: &Model| -> Vec<u64> {
-            model.weights.iter().map(|w| w.to_bits()).collect()
-        };
+        let bits =
+            |model: &Model| -> Vec<u64> { model.weights.iter().map(|w| w.to_bits()).collect() };
         assert_eq!(bits(&first), bits(&second));
         assert_eq!(first.intercept.to_bits(), second.intercept.to_bits());
     }

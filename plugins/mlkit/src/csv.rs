@@ -1,6 +1,6 @@
-//! RFC 4180 CSV: records end at a line break (LF, CRLF or a lone CR), fields are separated by a
-//! one-character delimiter, and a field that contains the delimiter, a double quote or a line
-//! break is enclosed in double quotes with each inner quote doubled.
+//! RFC 4180 CSV. Records end at a line break (LF, CRLF or a lone CR), and fields are separated
+//! by a one-character delimiter. A field that contains the delimiter, a double quote or a line
+//! break is enclosed in double quotes, with each inner quote doubled.
 //!
 //! The reader is lenient in two ways common CSV files need: it skips blank lines, and it keeps a
 //! double quote that appears inside an unquoted field as a literal character.
@@ -11,7 +11,8 @@ use std::fmt;
 /// One record and the 1-based source line it starts on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// Line of the record's first character; a quoted field may carry it over several lines.
+    /// Line of the record's first character. A quoted field may carry the record over several
+    /// lines.
     pub line: usize,
     /// The fields, unquoted.
     pub fields: Vec<String>,
@@ -22,14 +23,17 @@ pub struct Record {
 pub struct LineError {
     /// Line of the source the problem is on.
     pub line: usize,
-    /// What is wrong and what to do about it.
+    /// Description of the problem and of the fix.
     pub message: String,
 }
 
 impl LineError {
     /// Converts the error into an [`Error::InvalidInput`] that names the input artifact.
     pub fn in_input(&self, input: &str) -> Error {
-        Error::InvalidInput(format!("line {} of input `{input}`: {}", self.line, self.message))
+        Error::InvalidInput(format!(
+            "line {} of input `{input}`: {}",
+            self.line, self.message
+        ))
     }
 }
 
@@ -119,7 +123,7 @@ impl Parser {
     }
 
     fn push(&mut self, c: char, next: Option<char>) -> Result<(), LineError> {
-        // The `\n` of a CRLF pair ends the line; the `\r` only matters as data in quotes.
+        // The `\n` of a CRLF pair ends the line, so the `\r` only matters as data in quotes.
         if c == '\r' && next == Some('\n') {
             if self.state == State::Quoted {
                 self.field.push(c);
@@ -221,7 +225,10 @@ mod tests {
 
     #[test]
     fn parse_crlf_and_lone_cr() {
-        assert_eq!(fields("a,b\r\n1,2\r3,4\r\n"), [["a", "b"], ["1", "2"], ["3", "4"]]);
+        assert_eq!(
+            fields("a,b\r\n1,2\r3,4\r\n"),
+            [["a", "b"], ["1", "2"], ["3", "4"]]
+        );
     }
 
     #[test]

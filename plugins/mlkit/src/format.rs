@@ -1,13 +1,13 @@
 //! Float formatting that depends only on the value, so equal results give equal bytes.
 
-/// Smallest and largest decimal exponents written positionally; others use `e` notation.
+/// Decimal exponents written positionally. Values outside the range use `e` notation.
 const POSITIONAL_EXPONENTS: std::ops::Range<i32> = -7..16;
 
 /// Formats `value` with the fewest significant digits that parse back to the same `f64`.
 ///
-/// Values with a decimal exponent from -7 to 15 are written positionally and always carry a
-/// fractional part (`5.0`, `0.0125`), so a reader infers them as floats; others use `e`
-/// notation (`1.5e-9`, `2e20`). Negative zero is written as `0.0`. Non-finite values are written
+/// Values with a decimal exponent from -7 to 15 are written positionally with a fractional
+/// part (`5.0`, `0.0125`), so a reader infers them as floats. Others use `e` notation
+/// (`1.5e-9`, `2e20`). Negative zero is written as `0.0`. Non-finite values are written
 /// as `NaN`, `inf` and `-inf`.
 pub fn format_float(value: f64) -> String {
     if value.is_nan() {
@@ -20,7 +20,7 @@ pub fn format_float(value: f64) -> String {
         return "0.0".into();
     }
 
-    // `{:e}` writes the shortest round-trip digits as `d.ddde±x`; only their placement is ours.
+    // `{:e}` writes the shortest round-trip digits as `d.ddde±x`, so only their placement is ours.
     let scientific = format!("{value:e}");
     let (mantissa, exponent) = scientific
         .split_once('e')

@@ -7,13 +7,13 @@ use runledger_sdk::Error;
 /// One data row and the source line it came from, so later errors can point at it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// 1-based line of the row in the CSV it was read from; 0 for rows built in memory.
+    /// 1-based line of the row in the CSV it was read from, or 0 for rows built in memory.
     pub line: usize,
     /// One cell per column.
     pub cells: Vec<String>,
 }
 
-/// Column names and rows of text cells; every row has one cell per column.
+/// Column names and rows of text cells, with one cell per column in every row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     /// Unique column names, in file order.
@@ -49,7 +49,9 @@ impl Table {
 
         let mut records = records.into_iter();
         let columns = if has_header {
-            let header = records.next().unwrap_or_else(|| unreachable!("checked non-empty"));
+            let header = records
+                .next()
+                .unwrap_or_else(|| unreachable!("checked non-empty"));
             header_names(header)?
         } else {
             (1..=width).map(|index| format!("column_{index}")).collect()
@@ -91,7 +93,11 @@ impl Table {
 
     /// Returns the column names as a comma-separated list of backquoted names, for messages.
     pub fn column_list(&self) -> String {
-        let names: Vec<String> = self.columns.iter().map(|name| format!("`{name}`")).collect();
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect();
         names.join(", ")
     }
 
@@ -260,7 +266,10 @@ mod tests {
         let Err(Error::InvalidInput(message)) = table.require_column("c", "train") else {
             panic!("expected InvalidInput");
         };
-        assert!(message.contains("`c` not found in input `train`"), "{message}");
+        assert!(
+            message.contains("`c` not found in input `train`"),
+            "{message}"
+        );
         assert!(message.contains("`a`, `b`"), "{message}");
     }
 

@@ -3,9 +3,10 @@
 //! `test_mae` and `test_r2`, and writes them as the `metrics` output together with a
 //! predicted-versus-actual scatter plot as the `plot` output (SVG).
 //!
-//! Build the component with `cd plugins && cargo build --release --target wasm32-wasip2`
-//! (`target/wasm32-wasip2/release/regress_eval.wasm`); run the unit tests and the end-to-end
-//! wine quality test natively with `cargo test --target x86_64-unknown-linux-gnu -p regress-eval`.
+//! Build the component with `cd plugins && cargo build --release --target wasm32-wasip2`, which
+//! writes `target/wasm32-wasip2/release/regress_eval.wasm`. Run the unit tests and the
+//! end-to-end wine quality test natively with
+//! `cargo test --target x86_64-unknown-linux-gnu -p regress-eval`.
 
 pub mod plot;
 
@@ -26,7 +27,7 @@ fn default_max_plot_points() -> usize {
     5000
 }
 
-/// The fields of a linear model this step uses; other fields of the JSON are ignored.
+/// The fields of a linear model this step uses. Other fields of the JSON are ignored.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LinearModel {
     /// Name of the predicted column.
@@ -105,8 +106,8 @@ pub struct Scores {
     pub rmse: f64,
     /// Mean absolute error.
     pub mae: f64,
-    /// Coefficient of determination, `1 - SS_res / SS_tot`; `None` (JSON `null`) when every
-    /// actual value is the same, which leaves it undefined.
+    /// Coefficient of determination, `1 - SS_res / SS_tot`. It is `None` (JSON `null`) when
+    /// every actual value is the same, because `SS_tot` is then 0.
     pub r2: Option<f64>,
 }
 
@@ -232,7 +233,10 @@ mod tests {
         let Err(Error::InvalidInput(message)) = predict_table(&model, &test) else {
             panic!("expected InvalidInput");
         };
-        assert!(message.contains("`b` not found in input `test`"), "{message}");
+        assert!(
+            message.contains("`b` not found in input `test`"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -14,8 +14,11 @@ const TOP: f64 = 64.0;
 const BOTTOM: f64 = 64.0;
 const PLOT_WIDTH: f64 = WIDTH - LEFT - RIGHT;
 const PLOT_HEIGHT: f64 = HEIGHT - TOP - BOTTOM;
+/// Gap between the frame and the ends of the axis range, so points at the extremes stay clear
+/// of the frame.
+const INSET: f64 = 12.0;
 
-/// About how many tick intervals an axis gets; [`nice_step`] rounds the step to 1, 2 or 5
+/// Approximate number of tick intervals per axis. [`nice_step`] rounds the step to 1, 2 or 5
 /// times a power of ten.
 const TARGET_TICKS: f64 = 6.0;
 
@@ -53,7 +56,13 @@ impl Axis {
         let count = ((self.high - self.low) / self.step).round() as usize;
         (0..=count)
             .map(|i| self.low + i as f64 * self.step)
-            .map(|value| if value.abs() < self.step * 1e-9 { 0.0 } else { value })
+            .map(|value| {
+                if value.abs() < self.step * 1e-9 {
+                    0.0
+                } else {
+                    value
+                }
+            })
             .collect()
     }
 
@@ -62,11 +71,11 @@ impl Axis {
     }
 
     fn x(&self, value: f64) -> f64 {
-        LEFT + self.fraction(value) * PLOT_WIDTH
+        LEFT + INSET + self.fraction(value) * (PLOT_WIDTH - 2.0 * INSET)
     }
 
     fn y(&self, value: f64) -> f64 {
-        TOP + PLOT_HEIGHT - self.fraction(value) * PLOT_HEIGHT
+        TOP + PLOT_HEIGHT - INSET - self.fraction(value) * (PLOT_HEIGHT - 2.0 * INSET)
     }
 }
 
@@ -135,6 +144,7 @@ pub fn scatter_svg(predictions: &Predictions, scores: &Scores, max_points: usize
     let mut svg = String::new();
     write_header(&mut svg, scores, points.len());
     write_grid(&mut svg, &axis);
+    write_tick_labels(&mut svg, &axis);
     write_identity_line(&mut svg, &axis);
     write_points(&mut svg, &axis, predictions, &points);
     write_axis_titles(&mut svg, &scores.target);
@@ -142,7 +152,28 @@ pub fn scatter_svg(predictions: &Predictions, scores: &Scores, max_points: usize
     svg
 }
 
-fn write_header(svg: &mut String, scores: &Scores, shown: usize) {
+/// Formats a coordinate with the two decimals every coordinate of the plot uses.
+fn coordinate(value: f64) -> String {
+    format!("{value:.2}")
+}
+
+/// Appends one element on its own line: `<name a="v" .../>`, or with `content` (already
+/// escaped) between an opening and a closing tag.
+fn element(svg: &mut String, name: &str, attributes: &[(&str, &str)], content: Option<&str>) {
+    svg.push('<');
+    svg.push_str(name);
+    for (key, value) in attributes {
+        let _ = write!(svg, " {key}=\"{value}\"");
+    }
+    match content {
+        Some(content) => {
+            let _ = writeln!(svg, ">{content}</{name}>");
+        }
+        None => svg.push_str("/>\n"),
+    }
+}
+
+fn write_header(svg: &mut String, scores: &Scores, drawn_points: usize) {
     let target = escape(&scores.target);
     let r2 = match scores.r2 {
         Some(r2) => format!("{r2:.3}"),
@@ -152,104 +183,154 @@ fn write_header(svg: &mut String, scores: &Scores, shown: usize) {
         "n = {} · RMSE {:.3} · MAE {:.3} · R² {r2}",
         scores.rows, scores.rmse, scores.mae
     );
-    if shown < scores.rows {
-        let _ = write!(summary, " · {shown} points shown");
+    if drawn_points < scores.rows {
+        let _ = write!(summary, " · {drawn_points} points shown");
     }
 
-    let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    let (width, height) = (WIDTH.to_string(), HEIGHT.to_string());
+    let view_box = format!("0 0 {width} {height}");
+    svg.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    svg.push_str("<svg xmlns=\"http://www.w3.org/2000/svg\"");
     let _ = writeln!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+        " width=\"{width}\" height=\"{height}\" viewBox=\"{view_box}\" font-family=\"sans-serif\" \
+         font-size=\"12\">"
     );
-    let _ = writeln!(svg, "<title>Predicted vs actual {target}</title>");
-    let _ = writeln!(svg, r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#);
-    let center = LEFT + PLOT_WIDTH / 2.0;
-    let _ = writeln!(
+    let title = format!("Predicted vs actual {target}");
+    element(svg, "title", &[], Some(&title));
+    element(
         svg,
-        r#"<text x="{center:.2}" y="26" text-anchor="middle" font-size="16">Predicted vs actual {target}</text>"#
+        "rect",
+        &[("width", &width), ("height", &height), ("fill", "white")],
+        None,
     );
-    let _ = writeln!(
-        svg,
-        r##"<text x="{center:.2}" y="46" text-anchor="middle" fill="#555">{summary}</text>"##
-    );
+
+    let center = coordinate(LEFT + PLOT_WIDTH / 2.0);
+    let heading = [
+        ("x", center.as_str()),
+        ("y", "26"),
+        ("text-anchor", "middle"),
+        ("font-size", "16"),
+    ];
+    element(svg, "text", &heading, Some(&title));
+    let subtitle = [
+        ("x", center.as_str()),
+        ("y", "46"),
+        ("text-anchor", "middle"),
+        ("fill", "#555"),
+    ];
+    element(svg, "text", &subtitle, Some(&summary));
 }
 
 fn write_grid(svg: &mut String, axis: &Axis) {
-    let decimals = label_decimals(axis.step);
-    let (left, right) = (LEFT, LEFT + PLOT_WIDTH);
-    let (top, bottom) = (TOP, TOP + PLOT_HEIGHT);
+    let (left, right) = (LEFT.to_string(), (LEFT + PLOT_WIDTH).to_string());
+    let (top, bottom) = (TOP.to_string(), (TOP + PLOT_HEIGHT).to_string());
 
-    svg.push_str(r##"<g stroke="#e3e3e3">"##);
-    svg.push('\n');
+    svg.push_str("<g stroke=\"#e3e3e3\">\n");
     for tick in axis.ticks() {
-        let (x, y) = (axis.x(tick), axis.y(tick));
-        let _ = writeln!(svg, r#"<line x1="{x:.2}" y1="{top}" x2="{x:.2}" y2="{bottom}"/>"#);
-        let _ = writeln!(svg, r#"<line x1="{left}" y1="{y:.2}" x2="{right}" y2="{y:.2}"/>"#);
+        let (x, y) = (coordinate(axis.x(tick)), coordinate(axis.y(tick)));
+        let vertical = [
+            ("x1", x.as_str()),
+            ("y1", &top),
+            ("x2", &x),
+            ("y2", &bottom),
+        ];
+        element(svg, "line", &vertical, None);
+        let horizontal = [
+            ("x1", left.as_str()),
+            ("y1", &y),
+            ("x2", &right),
+            ("y2", &y),
+        ];
+        element(svg, "line", &horizontal, None);
     }
     svg.push_str("</g>\n");
 
-    let _ = writeln!(
-        svg,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{PLOT_WIDTH}" height="{PLOT_HEIGHT}" fill="none" stroke="#333"/>"##
-    );
+    let frame = [
+        ("x", left.as_str()),
+        ("y", &top),
+        ("width", &PLOT_WIDTH.to_string()),
+        ("height", &PLOT_HEIGHT.to_string()),
+        ("fill", "none"),
+        ("stroke", "#333"),
+    ];
+    element(svg, "rect", &frame, None);
+}
 
-    svg.push_str(r##"<g font-size="11" fill="#333">"##);
-    svg.push('\n');
+fn write_tick_labels(svg: &mut String, axis: &Axis) {
+    let decimals = label_decimals(axis.step);
+    let below = (TOP + PLOT_HEIGHT + 16.0).to_string();
+    let beside = (LEFT - 6.0).to_string();
+
+    svg.push_str("<g font-size=\"11\" fill=\"#333\">\n");
     for tick in axis.ticks() {
         let label = format!("{tick:.decimals$}");
-        let (x, y) = (axis.x(tick), axis.y(tick) + 4.0);
-        let below = bottom + 16.0;
-        let beside = left - 6.0;
-        let _ = writeln!(
-            svg,
-            r#"<text x="{x:.2}" y="{below}" text-anchor="middle">{label}</text>"#
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{beside}" y="{y:.2}" text-anchor="end">{label}</text>"#
-        );
+        let (x, y) = (coordinate(axis.x(tick)), coordinate(axis.y(tick) + 4.0));
+        let x_label = [("x", x.as_str()), ("y", &below), ("text-anchor", "middle")];
+        element(svg, "text", &x_label, Some(&label));
+        let y_label = [("x", beside.as_str()), ("y", &y), ("text-anchor", "end")];
+        element(svg, "text", &y_label, Some(&label));
     }
     svg.push_str("</g>\n");
 }
 
 fn write_identity_line(svg: &mut String, axis: &Axis) {
-    let (x1, y1) = (axis.x(axis.low), axis.y(axis.low));
-    let (x2, y2) = (axis.x(axis.high), axis.y(axis.high));
-    let _ = writeln!(
-        svg,
-        r##"<line x1="{x1:.2}" y1="{y1:.2}" x2="{x2:.2}" y2="{y2:.2}" stroke="#d62728" stroke-width="1.5" stroke-dasharray="6 4"/>"##
+    let dashed = [
+        ("stroke", "#d62728"),
+        ("stroke-width", "1.5"),
+        ("stroke-dasharray", "6 4"),
+    ];
+    let (x1, y1) = (coordinate(axis.x(axis.low)), coordinate(axis.y(axis.low)));
+    let (x2, y2) = (coordinate(axis.x(axis.high)), coordinate(axis.y(axis.high)));
+    let ends = [("x1", x1.as_str()), ("y1", &y1), ("x2", &x2), ("y2", &y2)];
+    element(svg, "line", &[&ends[..], &dashed].concat(), None);
+
+    // The legend sits top left, the corner the diagonal stays farthest from.
+    let (start, end) = ((LEFT + 10.0).to_string(), (LEFT + 34.0).to_string());
+    let (text_x, y, text_y) = (
+        (LEFT + 40.0).to_string(),
+        (TOP + 16.0).to_string(),
+        (TOP + 20.0).to_string(),
     );
-    let (label_x, label_y) = (LEFT + PLOT_WIDTH - 8.0, TOP + 16.0);
-    let _ = writeln!(
-        svg,
-        r##"<text x="{label_x}" y="{label_y}" text-anchor="end" fill="#d62728">y = x</text>"##
-    );
+    let sample = [("x1", start.as_str()), ("y1", &y), ("x2", &end), ("y2", &y)];
+    element(svg, "line", &[&sample[..], &dashed].concat(), None);
+    let legend = [("x", text_x.as_str()), ("y", &text_y), ("fill", "#333")];
+    element(svg, "text", &legend, Some("y = x (perfect prediction)"));
 }
 
 fn write_points(svg: &mut String, axis: &Axis, predictions: &Predictions, points: &[usize]) {
-    svg.push_str(r##"<g fill="#1f77b4" fill-opacity="0.45">"##);
-    svg.push('\n');
+    svg.push_str("<g fill=\"#1f77b4\" fill-opacity=\"0.45\">\n");
     for &index in points {
-        let x = axis.x(predictions.actual[index]);
-        let y = axis.y(predictions.predicted[index]);
-        let _ = writeln!(svg, r#"<circle cx="{x:.2}" cy="{y:.2}" r="3"/>"#);
+        let x = coordinate(axis.x(predictions.actual[index]));
+        let y = coordinate(axis.y(predictions.predicted[index]));
+        element(svg, "circle", &[("cx", &x), ("cy", &y), ("r", "3")], None);
     }
     svg.push_str("</g>\n");
 }
 
 fn write_axis_titles(svg: &mut String, target: &str) {
     let target = escape(target);
-    let center_x = LEFT + PLOT_WIDTH / 2.0;
-    let center_y = TOP + PLOT_HEIGHT / 2.0;
-    let below = HEIGHT - 18.0;
-    let _ = writeln!(
-        svg,
-        r#"<text x="{center_x:.2}" y="{below}" text-anchor="middle" font-size="13">actual {target}</text>"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="22" y="{center_y:.2}" text-anchor="middle" font-size="13" transform="rotate(-90 22 {center_y:.2})">predicted {target}</text>"#
-    );
+    let center_x = coordinate(LEFT + PLOT_WIDTH / 2.0);
+    let center_y = coordinate(TOP + PLOT_HEIGHT / 2.0);
+    let below = (HEIGHT - 18.0).to_string();
+
+    let x_title = [
+        ("x", center_x.as_str()),
+        ("y", &below),
+        ("text-anchor", "middle"),
+        ("font-size", "13"),
+    ];
+    element(svg, "text", &x_title, Some(&format!("actual {target}")));
+
+    let rotation = format!("rotate(-90 22 {center_y})");
+    let y_title = [
+        ("x", "22"),
+        ("y", center_y.as_str()),
+        ("text-anchor", "middle"),
+        ("font-size", "13"),
+        ("transform", &rotation),
+    ];
+    element(svg, "text", &y_title, Some(&format!("predicted {target}")));
 }
 
 #[cfg(test)]
@@ -295,14 +376,22 @@ mod tests {
     #[test]
     fn axis_covers_values() {
         let axis = Axis::covering([3.0, 8.0, 4.2].into_iter());
-        assert_eq!(axis, Axis { low: 3.0, high: 8.0, step: 1.0 });
+        assert_eq!(
+            axis,
+            Axis {
+                low: 3.0,
+                high: 8.0,
+                step: 1.0
+            }
+        );
         assert_eq!(axis.ticks(), [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
     }
 
     #[test]
     fn axis_widens_single_value() {
         let axis = Axis::covering([0.0].into_iter());
-        assert!(axis.low < 0.0 && axis.high > 0.0, "{axis:?}");
+        assert!(axis.low < 0.0, "{axis:?}");
+        assert!(axis.high > 0.0, "{axis:?}");
     }
 
     #[test]
@@ -327,9 +416,11 @@ mod tests {
     fn svg_identity_line_is_diagonal() {
         let svg = scatter_svg(&predictions(), &scores(4, "y"), 100);
         let expected = format!(
-            r#"<line x1="{LEFT:.2}" y1="{:.2}" x2="{:.2}" y2="{TOP:.2}""#,
-            TOP + PLOT_HEIGHT,
-            LEFT + PLOT_WIDTH
+            r#"<line x1="{:.2}" y1="{:.2}" x2="{:.2}" y2="{:.2}""#,
+            LEFT + INSET,
+            TOP + PLOT_HEIGHT - INSET,
+            LEFT + PLOT_WIDTH - INSET,
+            TOP + INSET
         );
         assert!(svg.contains(&expected), "{svg}");
     }

@@ -93,11 +93,7 @@ fn wine_scores_in_plausible_band() {
     println!("{}", artifacts.metrics);
 
     // Published linear regression results on the red wine data are near RMSE 0.65.
-    assert!(
-        (0.55..0.75).contains(&scores.rmse),
-        "rmse {}",
-        scores.rmse
-    );
+    assert!((0.55..0.75).contains(&scores.rmse), "rmse {}", scores.rmse);
     let r2 = scores.r2.unwrap();
     assert!(r2 > 0.25, "r2 {r2}");
     assert!(scores.mae < scores.rmse, "mae {}", scores.mae);
@@ -145,10 +141,11 @@ fn solve(mut matrix: Vec<Vec<f64>>, mut rhs: Vec<f64>) -> Vec<f64> {
             .unwrap();
         matrix.swap(col, pivot);
         rhs.swap(col, pivot);
+        let pivot_row = matrix[col].clone();
         for row in col + 1..n {
-            let factor = matrix[row][col] / matrix[col][col];
-            for k in col..n {
-                matrix[row][k] -= factor * matrix[col][k];
+            let factor = matrix[row][col] / pivot_row[col];
+            for (value, pivot) in matrix[row][col..].iter_mut().zip(&pivot_row[col..]) {
+                *value -= factor * pivot;
             }
             rhs[row] -= factor * rhs[col];
         }
@@ -201,5 +198,9 @@ fn wine_default_descent_converges() {
     for (name, (found, exact)) in data.features.iter().zip(model.weights.iter().zip(&weights)) {
         assert!((found - exact).abs() < 1e-3, "{name}: {found} vs {exact}");
     }
-    assert!((model.intercept - intercept).abs() < 1e-6, "{} vs {intercept}", model.intercept);
+    assert!(
+        (model.intercept - intercept).abs() < 1e-6,
+        "{} vs {intercept}",
+        model.intercept
+    );
 }

@@ -2,8 +2,8 @@
 //! shuffle. Both outputs keep the header and the original row order within themselves. When the
 //! optional `schema` input (from `csv-ingest`) is wired, the table must match it.
 //!
-//! Build the component with `cd plugins && cargo build --release --target wasm32-wasip2`
-//! (`target/wasm32-wasip2/release/split.wasm`); run the unit tests natively with
+//! Build the component with `cd plugins && cargo build --release --target wasm32-wasip2`, which
+//! writes `target/wasm32-wasip2/release/split.wasm`. Run the unit tests natively with
 //! `cargo test --target x86_64-unknown-linux-gnu -p split`.
 
 use mlkit::artifact::{has_input, read_table, read_text, write_text};
@@ -70,7 +70,10 @@ pub fn partition(rows: usize, test_fraction: f64, seed: u64) -> Result<Partition
 pub fn select_rows(table: &Table, indices: &[usize]) -> Table {
     Table {
         columns: table.columns.clone(),
-        rows: indices.iter().map(|&index| table.rows[index].clone()).collect(),
+        rows: indices
+            .iter()
+            .map(|&index| table.rows[index].clone())
+            .collect(),
     }
 }
 
@@ -205,8 +208,14 @@ mod tests {
 
     #[test]
     fn partition_repeats_for_same_seed() {
-        assert_eq!(partition(1000, 0.2, 42).unwrap(), partition(1000, 0.2, 42).unwrap());
-        assert_ne!(partition(1000, 0.2, 42).unwrap(), partition(1000, 0.2, 43).unwrap());
+        assert_eq!(
+            partition(1000, 0.2, 42).unwrap(),
+            partition(1000, 0.2, 42).unwrap()
+        );
+        assert_ne!(
+            partition(1000, 0.2, 42).unwrap(),
+            partition(1000, 0.2, 43).unwrap()
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! non-numeric columns pass through unchanged, as do empty cells (missing values). The fitted
 //! statistics go to the `scaler` output.
 //!
-//! Build the component with `cd plugins && cargo build --release --target wasm32-wasip2`
-//! (`target/wasm32-wasip2/release/standardize.wasm`); run the unit tests natively with
+//! Build the component with `cd plugins && cargo build --release --target wasm32-wasip2`, which
+//! writes `target/wasm32-wasip2/release/standardize.wasm`. Run the unit tests natively with
 //! `cargo test --target x86_64-unknown-linux-gnu -p standardize`.
 
 use mlkit::artifact::{read_table, write_json, write_text};
@@ -206,7 +206,11 @@ mod tests {
     }
 
     fn column(table: &Table, index: usize) -> Vec<&str> {
-        table.rows.iter().map(|row| row.cells[index].as_str()).collect()
+        table
+            .rows
+            .iter()
+            .map(|row| row.cells[index].as_str())
+            .collect()
     }
 
     #[test]
@@ -311,6 +315,9 @@ mod tests {
         let Err(Error::InvalidInput(message)) = apply(&test, &scaler, "test") else {
             panic!("expected InvalidInput");
         };
-        assert!(message.contains("`x` not found in input `test`"), "{message}");
+        assert!(
+            message.contains("`x` not found in input `test`"),
+            "{message}"
+        );
     }
 }

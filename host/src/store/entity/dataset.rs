@@ -14,7 +14,7 @@ pub struct Model {
     pub digest: String,
     /// Name it was first recorded under.
     pub name: String,
-    /// Where it was first read from, such as a file path or URL.
+    /// Location it was first read from, such as a file path or URL.
     #[sea_orm(column_type = "Text")]
     pub uri: String,
     /// Time of the first record, in milliseconds since the Unix epoch.

@@ -22,10 +22,10 @@ pub mod step_run;
 
 /// Error of parsing one of the text enums (statuses, kinds, directions) from a string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} `{value}`: expected one of {expected}")]
+#[error("invalid {kind} `{value}`: expected one of {expected}")]
 pub struct ParseEnumError {
-    /// What the value was meant to be, such as `run status`.
-    pub what: &'static str,
+    /// Name of the expected type, such as `run status`.
+    pub kind: &'static str,
     /// The rejected text.
     pub value: String,
     /// The accepted values, comma separated.
@@ -34,7 +34,7 @@ pub struct ParseEnumError {
 
 /// Implements `Display` and `FromStr` for an enum stored as text, using its database value.
 macro_rules! text_enum {
-    ($enum:ty, $what:literal) => {
+    ($enum:ty, $kind:literal) => {
         impl std::fmt::Display for $enum {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&sea_orm::ActiveEnum::to_value(self))
@@ -51,7 +51,7 @@ macro_rules! text_enum {
                 <Self as sea_orm::Iterable>::iter()
                     .find(|v| sea_orm::ActiveEnum::to_value(v) == text)
                     .ok_or_else(|| $crate::store::entity::ParseEnumError {
-                        what: $what,
+                        kind: $kind,
                         value: text.to_owned(),
                         expected: values().collect::<Vec<_>>().join(", "),
                     })

@@ -19,7 +19,7 @@ pub struct Model {
     pub name: String,
     /// Lifecycle state.
     pub status: RunStatus,
-    /// How the run was started.
+    /// Origin of the run: command line, API, schedule or external client.
     pub source: RunSource,
     /// User or API token name that started the run.
     pub user_name: String,
@@ -31,7 +31,7 @@ pub struct Model {
     pub started_at: Option<i64>,
     /// Time the run reached a final status, in milliseconds since the Unix epoch.
     pub ended_at: Option<i64>,
-    /// Why the run failed, was cancelled or was interrupted.
+    /// Reason the run failed, was cancelled or was interrupted.
     #[sea_orm(column_type = "Text", nullable)]
     pub error: Option<String>,
     /// Process id of the runledger process executing the run, so a restart can recognise runs
@@ -83,7 +83,7 @@ impl RunStatus {
 
 super::text_enum!(RunStatus, "run status");
 
-/// How a run was started.
+/// Origin of a run.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]

@@ -41,7 +41,7 @@ pub struct Model {
     pub cache_key: Option<String>,
     /// Step run whose outputs this one reused, when it was a cache hit.
     pub cached_from: Option<String>,
-    /// Why the step failed or was cancelled.
+    /// Reason the step failed or was cancelled.
     #[sea_orm(column_type = "Text", nullable)]
     pub error: Option<String>,
     /// The run this step belongs to.

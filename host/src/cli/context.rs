@@ -1,0 +1,72 @@
+//! Opening the database, artifact store, plugin registry and runtime a command needs.
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::runtime::{PluginRegistry, Runtime, RuntimeSettings};
+use crate::store::Store;
+use crate::store::artifacts::ArtifactStore;
+use anyhow::{Context as _, Result};
+use std::sync::Arc;
+
+/// Connects to the configured database and applies pending migrations.
+pub(crate) async fn open_store(config: &Config) -> Result<Store> {
+    let store = match &config.database_url {
+        Some(url) => Store::connect(url).await.with_context(|| {
+            format!("cannot connect to the database {}", config.redacted_database_url())
+        })?,
+        None => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("cannot create the data directory {}", config.data_dir.display())
+            })?;
+            Store::open_sqlite(&config.data_dir).await.with_context(|| {
+                format!("cannot open the database in {}", config.data_dir.display())
+            })?
+        }
+    };
+    store.migrate().await.context("database migration failed")?;
+    Ok(store)
+}
+
+/// The artifact files under the data directory.
+pub(crate) fn open_artifacts(config: &Config) -> Result<ArtifactStore> {
+    ArtifactStore::open(config.artifacts_dir())
+        .with_context(|| format!("cannot open the artifact store in {}", config.data_dir.display()))
+}
+
+/// Everything needed to run pipelines.
+pub(crate) struct EngineContext {
+    pub(crate) engine: Engine,
+    pub(crate) registry: PluginRegistry,
+}
+
+/// Opens the store, artifacts, plugins and runtime, and recovers runs left by dead processes.
+pub(crate) async fn open_engine(config: &Config) -> Result<EngineContext> {
+    let store = open_store(config).await?;
+    let artifacts = open_artifacts(config)?;
+    let registry = PluginRegistry::scan(&config.plugin_dirs);
+    for problem in registry.problems() {
+        eprintln!("warning: plugin {} skipped: {}", problem.dir.display(), problem.message);
+    }
+    let runtime = Runtime::new(RuntimeSettings {
+        cache_dir: Some(config.compile_cache_dir()),
+        ..RuntimeSettings::default()
+    })?;
+    let engine = Engine::new(Arc::new(runtime), store, artifacts);
+    let interrupted = engine.recover_interrupted().await?;
+    if !interrupted.is_empty() {
+        eprintln!(
+            "marked {} run(s) left running by a stopped process as interrupted: {}",
+            interrupted.len(),
+            interrupted.join(", ")
+        );
+    }
+    Ok(EngineContext { engine, registry })
+}
+
+/// A tokio runtime for one command.
+pub(crate) fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

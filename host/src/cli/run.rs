@@ -1,0 +1,199 @@
+//! `runledger run PIPELINE.yaml`: plan, record and execute a run with a live progress display.
+
+use super::context::{open_engine, tokio_runtime};
+use super::progress::Progress;
+use crate::config::Config;
+use crate::engine::plan::plan;
+use crate::engine::{Engine, Plan, PlanContext, RunOptions, RunSummary};
+use crate::store::{RunStatus, StepStatus};
+use anyhow::{Context as _, Result};
+use clap::Args;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Exit status of a run that was cancelled, as for a process stopped by SIGINT.
+const EXIT_CANCELLED: u8 = 130;
+/// Exit status of a definition rejected before anything ran.
+pub(crate) const EXIT_INVALID: u8 = 2;
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The pipeline definition (YAML).
+    pipeline: PathBuf,
+    /// Override a pipeline param: NAME=VALUE (VALUE parsed as YAML: 0.2, true, text).
+    #[arg(long = "param", value_parser = parse_key_value)]
+    params: Vec<(String, String)>,
+    /// Tag the run: KEY=VALUE; repeat for several.
+    #[arg(long = "tag", value_parser = parse_key_value)]
+    tags: Vec<(String, String)>,
+    /// Steps to run at once [default: number of cores].
+    #[arg(long)]
+    parallelism: Option<usize>,
+    /// Execute every step even when an identical earlier step run could be reused.
+    #[arg(long)]
+    no_cache: bool,
+    /// Seed of the run; every step's seed derives from it.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Give steps the real clock and unseeded randomness instead of deterministic ones.
+    #[arg(long)]
+    nondeterministic: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses `KEY=VALUE`.
+pub(crate) fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+/// Parses a `--param` value as a YAML scalar, so `0.2` is a number and `true` a boolean.
+pub(crate) fn param_value(text: &str) -> Value {
+    serde_yaml_ng::from_str::<Value>(text)
+        .ok()
+        .filter(|value| !value.is_object() && !value.is_array() && !value.is_null())
+        .unwrap_or_else(|| Value::String(text.to_owned()))
+}
+
+pub(crate) fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
+    tokio_runtime()?.block_on(run_async(config, args))
+}
+
+async fn run_async(config: &Config, args: RunArgs) -> Result<ExitCode> {
+    let context = open_engine(config).await?;
+    let text = std::fs::read_to_string(&args.pipeline)
+        .with_context(|| format!("cannot read pipeline file {}", args.pipeline.display()))?;
+    let base_dir = parent_dir(&args.pipeline);
+    let overrides: Map<String, Value> = args
+        .params
+        .iter()
+        .map(|(key, value)| (key.clone(), param_value(value)))
+        .collect();
+    let plan_context = PlanContext {
+        registry: &context.registry,
+        base_dir: &base_dir,
+        overrides: &overrides,
+        artifacts: context.engine.artifacts(),
+        pinned_inputs: &Default::default(),
+    };
+    let plan = match plan(&text, &args.pipeline.display().to_string(), &plan_context) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let options = RunOptions {
+        parallelism: args.parallelism.unwrap_or(RunOptions::default().parallelism),
+        use_cache: !args.no_cache,
+        deterministic: !args.nondeterministic,
+        seed: args.seed,
+        tags: args.tags.clone(),
+        pipeline_dir: Some(base_dir.clone()),
+        ..RunOptions::default()
+    };
+    let summary = execute_with_progress(&context.engine, &plan, &options, !args.json).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(exit_code(summary.status))
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Records and executes a run, cancelling it cleanly on Ctrl-C.
+pub(crate) async fn execute_with_progress(
+    engine: &Engine,
+    plan: &Plan,
+    options: &RunOptions,
+    show_progress: bool,
+) -> Result<RunSummary> {
+    let run_id = engine.create_run(plan, options).await?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ncancelling the run: stopping running steps");
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let display = Progress::start(&run_id, plan, receiver, show_progress);
+    let result = engine.execute(&run_id, plan, options, cancel, Some(sender)).await;
+    ctrl_c.abort();
+    display.finish().await;
+    Ok(result?)
+}
+
+fn exit_code(status: RunStatus) -> ExitCode {
+    match status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Cancelled => ExitCode::from(EXIT_CANCELLED),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn print_summary(summary: &RunSummary) {
+    println!();
+    println!(
+        "run {}  {}  {} in {:.1}s",
+        summary.run_id,
+        summary.pipeline,
+        summary.status,
+        summary.duration_ms as f64 / 1000.0
+    );
+    println!("  {:<16} {:<10} {:>9} {:>8}  DETAILS", "STEP", "STATUS", "DURATION", "ATTEMPTS");
+    for step in &summary.steps {
+        let details = match (&step.error, step.status) {
+            (Some(error), _) => error.clone(),
+            (None, StepStatus::Cached) => format!(
+                "reused outputs of step run {}",
+                step.cached_from.as_deref().unwrap_or("?")
+            ),
+            (None, _) => key_metrics(&step.metrics),
+        };
+        println!(
+            "  {:<16} {:<10} {:>7}ms {:>8}  {}",
+            step.name,
+            step.status.to_string(),
+            step.duration_ms,
+            step.attempts,
+            details
+        );
+    }
+    println!("show the whole record with: runledger runs show {}", summary.run_id);
+}
+
+/// `key=value` for the step's own metrics, leaving out resource use (`STEP/...`).
+fn key_metrics(metrics: &std::collections::BTreeMap<String, f64>) -> String {
+    metrics
+        .iter()
+        .filter(|(key, _)| !key.contains('/'))
+        .take(4)
+        .map(|(key, value)| format!("{key}={}", format_metric(*value)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A metric value with four significant decimals, integers without a fraction.
+pub(crate) fn format_metric(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.4}")
+    }
+}

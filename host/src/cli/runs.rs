@@ -1,0 +1,352 @@
+//! `runledger runs list|show|diff`.
+
+use super::context::{open_store, tokio_runtime};
+use super::run::{format_metric, parse_key_value};
+use crate::config::Config;
+use crate::store::{Direction, RunDetail, RunFilter, RunStatus, Store};
+use anyhow::{Result, bail};
+use clap::Subcommand;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only runs of this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Only runs with this status (queued, running, succeeded, failed, cancelled,
+        /// interrupted).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs with this tag: KEY=VALUE; repeat to require several.
+        #[arg(long = "tag", value_parser = parse_key_value)]
+        tags: Vec<(String, String)>,
+        /// Most runs to list.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show everything recorded about a run.
+    Show {
+        /// Run id.
+        run: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two runs: params, metrics, artifact digests, plugin digests and environment.
+    Diff {
+        /// First run id.
+        run_a: String,
+        /// Second run id.
+        run_b: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(config: &Config, command: RunsCommand) -> Result<ExitCode> {
+    tokio_runtime()?.block_on(async {
+        let store = open_store(config).await?;
+        match command {
+            RunsCommand::List { pipeline, status, tags, limit, json } => {
+                list(&store, pipeline, status, tags, limit, json).await
+            }
+            RunsCommand::Show { run, json } => show(&store, &run, json).await,
+            RunsCommand::Diff { run_a, run_b, json } => diff(&store, &run_a, &run_b, json).await,
+        }
+    })
+}
+
+fn parse_status(text: &str) -> Result<RunStatus> {
+    let quoted = serde_json::Value::String(text.to_owned());
+    match serde_json::from_value::<RunStatus>(quoted) {
+        Ok(status) => Ok(status),
+        Err(_) => bail!(
+            "unknown status `{text}`: use queued, running, succeeded, failed, cancelled or interrupted"
+        ),
+    }
+}
+
+async fn list(
+    store: &Store,
+    pipeline: Option<String>,
+    status: Option<String>,
+    tags: Vec<(String, String)>,
+    limit: u64,
+    json: bool,
+) -> Result<ExitCode> {
+    let filter = RunFilter {
+        pipeline_name: pipeline,
+        status: status.as_deref().map(parse_status).transpose()?,
+        tags,
+        limit: Some(limit),
+        ..RunFilter::default()
+    };
+    let runs = store.list_runs(&filter).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<36}  {:<20} {:<11} {:<10} {:<19} DURATION", "RUN", "PIPELINE", "STATUS", "USER", "CREATED");
+    for run in &runs {
+        println!(
+            "{:<36}  {:<20} {:<11} {:<10} {:<19} {}",
+            run.id,
+            run.name,
+            run.status.to_string(),
+            run.user_name,
+            time(run.created_at),
+            duration(run.started_at, run.ended_at)
+        );
+    }
+    if runs.is_empty() {
+        println!("no runs match");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// UTC time of a millisecond timestamp, to the second.
+pub(crate) fn time(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| millis.to_string())
+}
+
+fn duration(started: Option<i64>, ended: Option<i64>) -> String {
+    match (started, ended) {
+        (Some(start), Some(end)) => format!("{:.1}s", (end - start) as f64 / 1000.0),
+        (Some(_), None) => "running".into(),
+        _ => "-".into(),
+    }
+}
+
+async fn show(store: &Store, run_id: &str, json: bool) -> Result<ExitCode> {
+    let detail = store.get_run_detail(run_id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&detail)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_identity(&detail);
+    print_environment(&detail);
+    print_map("params", &detail.params);
+    print_map("tags", &detail.tags);
+    print_steps(&detail);
+    print_metrics(&detail);
+    print_artifacts(&detail);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_identity(detail: &RunDetail) {
+    let run = &detail.run;
+    println!("run {}", run.id);
+    println!("  pipeline     {} (project {})", run.name, detail.project.name);
+    if let Some(pipeline) = &detail.pipeline {
+        println!("  definition   sha256:{}", pipeline.definition_digest);
+    }
+    println!("  status       {}", run.status);
+    if let Some(error) = &run.error {
+        println!("  error        {error}");
+    }
+    println!("  started by   {} via {}", run.user_name, run.source);
+    println!("  created      {} UTC", time(run.created_at));
+    println!("  duration     {}", duration(run.started_at, run.ended_at));
+    if let Some(seed) = run.seed {
+        println!("  seed         {seed}");
+    }
+}
+
+fn print_environment(detail: &RunDetail) {
+    let Some(env) = &detail.environment else {
+        return;
+    };
+    println!("environment");
+    match &env.git {
+        Some(git) => println!(
+            "  git commit   {}{}",
+            git.commit,
+            if git.dirty { " (dirty)" } else { "" }
+        ),
+        None => println!("  git commit   none (pipeline file not in a git repository)"),
+    }
+    let wasmtime = env.wasmtime_version.as_deref().unwrap_or("-");
+    println!("  runledger    {}, wasmtime {wasmtime}", env.runledger_version);
+    println!("  platform     {}/{}", env.os, env.arch);
+    for plugin in &env.plugins {
+        println!("  plugin       {}@{} sha256:{}", plugin.name, plugin.version, plugin.digest);
+    }
+    if !env.packages.is_empty() {
+        println!("  packages     {}", env.packages.join(", "));
+    }
+}
+
+fn print_map(title: &str, map: &BTreeMap<String, String>) {
+    if map.is_empty() {
+        return;
+    }
+    println!("{title}");
+    for (key, value) in map {
+        println!("  {key:<24} {value}");
+    }
+}
+
+fn print_steps(detail: &RunDetail) {
+    println!("steps");
+    for step in &detail.steps {
+        let record = &step.step_run;
+        let plugin = match (&record.plugin_name, &record.plugin_version) {
+            (Some(name), Some(version)) => format!("{name}@{version}"),
+            _ => record.executor.clone(),
+        };
+        println!(
+            "  {:<16} {:<10} {:>8} attempts {}  {plugin}",
+            record.name,
+            record.status.to_string(),
+            duration(record.started_at, record.ended_at),
+            record.attempts
+        );
+        if let Some(source) = &record.cached_from {
+            println!("      cached from step run {source}");
+        }
+        if let Some(error) = &record.error {
+            println!("      error: {error}");
+        }
+        for (arrow, links) in [("<-", &step.inputs), ("->", &step.outputs)] {
+            for linked in links {
+                println!("      {arrow} {:<12} sha256:{}", linked.link.name, linked.link.digest);
+            }
+        }
+    }
+}
+
+fn print_metrics(detail: &RunDetail) {
+    if detail.latest_metrics.is_empty() {
+        return;
+    }
+    println!("metrics (latest)");
+    for point in &detail.latest_metrics {
+        println!("  {:<32} {} (step {})", point.key, format_metric(point.value), point.step);
+    }
+}
+
+fn print_artifacts(detail: &RunDetail) {
+    println!("artifacts");
+    for linked in &detail.artifacts {
+        if linked.link.direction != Direction::Output && linked.link.step_run_id.is_some() {
+            continue;
+        }
+        println!(
+            "  {:<12} {:<6} {:>10} B  {:<22} sha256:{}",
+            linked.link.name,
+            linked.link.direction.to_string(),
+            linked.size,
+            linked.media_type,
+            linked.link.digest
+        );
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Difference {
+    section: &'static str,
+    key: String,
+    a: Option<String>,
+    b: Option<String>,
+}
+
+async fn diff(store: &Store, run_a: &str, run_b: &str, json: bool) -> Result<ExitCode> {
+    let a = store.get_run_detail(run_a).await?;
+    let b = store.get_run_detail(run_b).await?;
+    let mut differences = Vec::new();
+    compare("param", &a.params, &b.params, &mut differences);
+    compare("metric", &metric_map(&a), &metric_map(&b), &mut differences);
+    compare("artifact", &artifact_map(&a), &artifact_map(&b), &mut differences);
+    compare("plugin", &plugin_map(&a), &plugin_map(&b), &mut differences);
+    compare("environment", &environment_map(&a), &environment_map(&b), &mut differences);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&differences)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<12} {:<32} {:<30} {}", "SECTION", "KEY", run_a, run_b);
+    for d in &differences {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
+        println!("{:<12} {:<32} {:<30} {}", d.section, d.key, show(&d.a), show(&d.b));
+    }
+    if differences.is_empty() {
+        println!("the runs do not differ in params, metrics, artifacts, plugins or environment");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compare(
+    section: &'static str,
+    a: &BTreeMap<String, String>,
+    b: &BTreeMap<String, String>,
+    out: &mut Vec<Difference>,
+) {
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for key in keys {
+        let (left, right) = (a.get(key), b.get(key));
+        if left != right {
+            out.push(Difference {
+                section,
+                key: key.clone(),
+                a: left.cloned(),
+                b: right.cloned(),
+            });
+        }
+    }
+}
+
+fn metric_map(detail: &RunDetail) -> BTreeMap<String, String> {
+    detail
+        .latest_metrics
+        .iter()
+        .filter(|point| !point.key.contains('/'))
+        .map(|point| (point.key.clone(), format_metric(point.value)))
+        .collect()
+}
+
+fn artifact_map(detail: &RunDetail) -> BTreeMap<String, String> {
+    detail
+        .steps
+        .iter()
+        .flat_map(|step| {
+            step.outputs.iter().map(move |linked| {
+                let key = format!("{}.{}", step.step_run.name, linked.link.name);
+                (key, linked.link.digest.clone())
+            })
+        })
+        .collect()
+}
+
+fn plugin_map(detail: &RunDetail) -> BTreeMap<String, String> {
+    detail
+        .steps
+        .iter()
+        .filter_map(|step| {
+            let record = &step.step_run;
+            record.plugin_digest.clone().map(|digest| (record.name.clone(), digest))
+        })
+        .collect()
+}
+
+fn environment_map(detail: &RunDetail) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    if let Some(env) = &detail.environment {
+        if let Some(git) = &env.git {
+            map.insert("git.commit".into(), git.commit.clone());
+            map.insert("git.dirty".into(), git.dirty.to_string());
+        }
+        map.insert("runledger".into(), env.runledger_version.clone());
+        map.insert("wasmtime".into(), env.wasmtime_version.clone().unwrap_or_default());
+        map.insert("platform".into(), format!("{}/{}", env.os, env.arch));
+        map.insert("packages".into(), env.packages.join(","));
+    }
+    map
+}

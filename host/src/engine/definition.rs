@@ -1,0 +1,252 @@
+//! Pipeline definitions in YAML, validated against the JSON Schema in
+//! `host/schemas/pipeline.schema.json`.
+//!
+//! ```yaml
+//! name: wine-quality
+//! inputs:
+//!   wine: { path: data/winequality-red.csv, media-type: text/csv }
+//! params: { seed: 42 }
+//! steps:
+//!   - name: ingest
+//!     plugin: csv-ingest@0.1.0
+//!     inputs: { source: inputs.wine }
+//!   - name: split
+//!     plugin: split
+//!     inputs: { table: ingest.table }
+//!     params: { seed: "${params.seed}" }
+//!     retries: 2
+//!     timeout: 30s
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The JSON Schema of pipeline definitions.
+pub const PIPELINE_SCHEMA: &str = include_str!("../../schemas/pipeline.schema.json");
+
+/// A pipeline input: a file relative to the definition, or a stored artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct InputSpec {
+    /// Path of a file, relative to the pipeline file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// SHA-256 of an artifact already in the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Media type recorded for the input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+}
+
+/// One step of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StepSpec {
+    /// Unique step name.
+    pub name: String,
+    /// `NAME` or `NAME@VERSION`.
+    pub plugin: String,
+    /// Plugin input name to `inputs.NAME` or `STEP.OUTPUT`.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// Step params, possibly referencing pipeline params.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// Retries after a failed attempt.
+    #[serde(default)]
+    pub retries: u32,
+    /// Wall-clock limit per attempt, such as `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Whether the step may reuse an earlier identical step run's outputs.
+    #[serde(default = "default_true")]
+    pub cache: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A parsed pipeline definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PipelineDefinition {
+    /// Pipeline name.
+    pub name: String,
+    /// What the pipeline does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Project of its runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Named inputs.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, InputSpec>,
+    /// Default params.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// Steps in definition order.
+    pub steps: Vec<StepSpec>,
+}
+
+/// One problem in a definition, with the place it sits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Where: a JSON pointer such as `/steps/2/inputs/train`, or a step name.
+    pub place: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place, self.message)
+    }
+}
+
+/// Every problem found in a definition before anything ran.
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[error("invalid pipeline {origin}:\n{}", render(.problems))]
+pub struct DefinitionError {
+    /// The definition's file name or other origin.
+    pub origin: String,
+    /// The problems, in the order found.
+    pub problems: Vec<Problem>,
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl DefinitionError {
+    pub(crate) fn single(origin: &str, place: &str, message: impl Into<String>) -> Self {
+        Self {
+            origin: origin.to_owned(),
+            problems: vec![Problem {
+                place: place.to_owned(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+fn schema_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let schema: Value =
+            serde_json::from_str(PIPELINE_SCHEMA).expect("the bundled pipeline schema is JSON");
+        jsonschema::validator_for(&schema).expect("the bundled pipeline schema is valid")
+    })
+}
+
+impl PipelineDefinition {
+    /// Parses YAML text and checks it against the pipeline schema. `origin` names the text in
+    /// errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, DefinitionError> {
+        let value: Value = serde_yaml_ng::from_str(text)
+            .map_err(|error| DefinitionError::single(origin, "/", format!("invalid YAML: {error}")))?;
+        let problems: Vec<Problem> = schema_validator()
+            .iter_errors(&value)
+            .map(|error| Problem {
+                place: pointer_or_root(&error.instance_path().to_string()),
+                message: format!("{error} (rule `{}`)", error.kind().keyword()),
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(DefinitionError {
+                origin: origin.to_owned(),
+                problems,
+            });
+        }
+        serde_json::from_value(value)
+            .map_err(|error| DefinitionError::single(origin, "/", error.to_string()))
+    }
+}
+
+fn pointer_or_root(pointer: &str) -> String {
+    if pointer.is_empty() {
+        "/".to_owned()
+    } else {
+        pointer.to_owned()
+    }
+}
+
+/// Parses a step timeout such as `250ms`, `30s`, `5m` or `2h`.
+pub fn parse_timeout(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    let amount: u64 = digits.parse().ok()?;
+    let millis = match unit {
+        "ms" => amount,
+        "s" => amount.checked_mul(1_000)?,
+        "m" => amount.checked_mul(60_000)?,
+        "h" => amount.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "
+name: demo
+inputs:
+  data: { path: data.csv, media-type: text/csv }
+params: { seed: 1 }
+steps:
+  - name: a
+    plugin: hello@0.1.0
+    inputs: { source: inputs.data }
+    params: { name: \"${params.seed}\" }
+    retries: 1
+    timeout: 30s
+";
+
+    #[test]
+    fn parses_valid_definition() {
+        let definition = PipelineDefinition::parse(VALID, "demo.yaml").unwrap();
+
+        assert_eq!(definition.name, "demo");
+        assert_eq!(definition.steps[0].retries, 1);
+        assert!(definition.steps[0].cache);
+        assert_eq!(definition.inputs["data"].path.as_deref(), Some("data.csv"));
+    }
+
+    #[test]
+    fn schema_errors_name_their_place() {
+        let text = VALID.replace("retries: 1", "retries: -1").replace("timeout: 30s", "tmeout: 1");
+
+        let error = PipelineDefinition::parse(&text, "demo.yaml").unwrap_err();
+
+        let places: Vec<&str> = error.problems.iter().map(|p| p.place.as_str()).collect();
+        assert!(places.contains(&"/steps/0/retries"), "{error}");
+        assert!(places.contains(&"/steps/0"), "{error}");
+        assert!(error.to_string().contains("tmeout"), "{error}");
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_position() {
+        let error = PipelineDefinition::parse("name: [unclosed", "bad.yaml").unwrap_err();
+
+        assert!(error.to_string().contains("line"), "{error}");
+    }
+
+    #[test]
+    fn parses_timeouts() {
+        assert_eq!(parse_timeout("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_timeout("5 m"), None);
+        assert_eq!(parse_timeout("s"), None);
+    }
+}

@@ -1,0 +1,478 @@
+//! Turns a parsed definition into an executable plan, finding every problem before any step
+//! runs: unknown plugins, inputs and outputs (with the nearest name), cycles, params that break a
+//! plugin's schema, missing input files and duplicate step names.
+
+use super::definition::{DefinitionError, PipelineDefinition, Problem, parse_timeout};
+use crate::runtime::{Plugin, PluginKind, PluginRegistry};
+use crate::store::artifacts::ArtifactStore;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where a step input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A pipeline input, by name.
+    PipelineInput(String),
+    /// An output of an upstream step.
+    StepOutput {
+        /// Index of the step in [`Plan::steps`].
+        step: usize,
+        /// The output's name.
+        output: String,
+    },
+}
+
+/// A pipeline input as resolved before the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlannedInput {
+    /// A file to import into the artifact store.
+    File {
+        /// Absolute or base-relative path.
+        path: PathBuf,
+        /// Media type to record.
+        media_type: String,
+    },
+    /// An artifact already stored.
+    Stored {
+        /// Its SHA-256.
+        digest: String,
+        /// Media type to record.
+        media_type: String,
+    },
+}
+
+/// A step ready to schedule.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    /// Step name.
+    pub name: String,
+    /// The resolved plugin.
+    pub plugin: Arc<Plugin>,
+    /// Params after pipeline-param substitution, valid for the plugin's schema.
+    pub params: Map<String, Value>,
+    /// Plugin input name to its source.
+    pub inputs: BTreeMap<String, Source>,
+    /// Output names the plugin declares.
+    pub outputs: Vec<String>,
+    /// Indexes of the steps this one waits for.
+    pub upstream: BTreeSet<usize>,
+    /// Retries after a failed attempt.
+    pub retries: u32,
+    /// Wall-clock limit per attempt.
+    pub timeout: Option<Duration>,
+    /// Whether cached outputs may be reused.
+    pub cache: bool,
+}
+
+/// A validated pipeline, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The definition as parsed.
+    pub definition: PipelineDefinition,
+    /// The YAML text, recorded with the run.
+    pub text: String,
+    /// SHA-256 of the text.
+    pub digest: String,
+    /// Pipeline params after overrides.
+    pub params: Map<String, Value>,
+    /// Pipeline inputs by name.
+    pub inputs: BTreeMap<String, PlannedInput>,
+    /// Steps in definition order.
+    pub steps: Vec<PlannedStep>,
+}
+
+/// What a plan needs besides the definition.
+pub struct PlanContext<'a> {
+    /// Plugins available.
+    pub registry: &'a PluginRegistry,
+    /// Directory that relative input paths start from.
+    pub base_dir: &'a Path,
+    /// `--param NAME=VALUE` overrides of pipeline params.
+    pub overrides: &'a Map<String, Value>,
+    /// The artifact store, to check inputs given by digest.
+    pub artifacts: &'a ArtifactStore,
+    /// Inputs pinned to stored digests whatever the definition says, as when reproducing a
+    /// recorded run.
+    pub pinned_inputs: &'a BTreeMap<String, String>,
+}
+
+/// Builds a plan, or returns every problem found.
+pub fn plan(text: &str, origin: &str, context: &PlanContext<'_>) -> Result<Plan, DefinitionError> {
+    let definition = PipelineDefinition::parse(text, origin)?;
+    let mut problems = Vec::new();
+    let params = resolve_pipeline_params(&definition, context.overrides, &mut problems);
+    let inputs = resolve_inputs(&definition, context, &mut problems);
+    let steps = resolve_steps(&definition, &params, context.registry, &mut problems);
+    if problems.is_empty() {
+        check_cycles(&steps, &mut problems);
+    }
+    if !problems.is_empty() {
+        return Err(DefinitionError {
+            origin: origin.to_owned(),
+            problems,
+        });
+    }
+    Ok(Plan {
+        digest: super::sha256_hex(text.as_bytes()),
+        text: text.to_owned(),
+        definition,
+        params,
+        inputs,
+        steps,
+    })
+}
+
+fn problem(problems: &mut Vec<Problem>, place: impl Into<String>, message: impl Into<String>) {
+    problems.push(Problem {
+        place: place.into(),
+        message: message.into(),
+    });
+}
+
+/// ` (did you mean `x`?)` for the nearest candidate within edit distance 3, else nothing.
+pub(crate) fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::levenshtein(name, candidate), candidate))
+        .filter(|(distance, _)| *distance <= 3)
+        .min()
+        .map(|(_, candidate)| format!(" (did you mean `{candidate}`?)"))
+        .unwrap_or_default()
+}
+
+fn resolve_pipeline_params(
+    definition: &PipelineDefinition,
+    overrides: &Map<String, Value>,
+    problems: &mut Vec<Problem>,
+) -> Map<String, Value> {
+    let mut params = definition.params.clone();
+    for (name, value) in overrides {
+        if !params.contains_key(name) {
+            let known = definition.params.keys().map(String::as_str);
+            let hint = nearest(name, known);
+            let defined: Vec<&str> = definition.params.keys().map(String::as_str).collect();
+            problem(
+                problems,
+                format!("--param {name}"),
+                format!(
+                    "`{name}` is not a pipeline param{hint}; the pipeline defines: [{}]",
+                    defined.join(", ")
+                ),
+            );
+            continue;
+        }
+        params.insert(name.clone(), value.clone());
+    }
+    params
+}
+
+fn resolve_inputs(
+    definition: &PipelineDefinition,
+    context: &PlanContext<'_>,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, PlannedInput> {
+    let mut inputs = BTreeMap::new();
+    for (name, spec) in &definition.inputs {
+        let place = format!("/inputs/{name}");
+        let media_type = spec.media_type.clone().unwrap_or_else(|| "application/octet-stream".into());
+        let pinned = context.pinned_inputs.get(name).or(spec.digest.as_ref());
+        if let Some(digest) = pinned {
+            if !context.artifacts.contains(digest) {
+                problem(
+                    problems,
+                    place,
+                    format!("no artifact with digest {digest} is stored; run the pipeline that produces it or give a file path"),
+                );
+                continue;
+            }
+            let digest = digest.clone();
+            inputs.insert(name.clone(), PlannedInput::Stored { digest, media_type });
+        } else if let Some(path) = &spec.path {
+            let full = context.base_dir.join(path);
+            if !full.is_file() {
+                problem(
+                    problems,
+                    place,
+                    format!("input file {} does not exist; fix the path (relative to the pipeline file)", full.display()),
+                );
+                continue;
+            }
+            inputs.insert(name.clone(), PlannedInput::File { path: full, media_type });
+        }
+    }
+    inputs
+}
+
+fn resolve_steps(
+    definition: &PipelineDefinition,
+    params: &Map<String, Value>,
+    registry: &PluginRegistry,
+    problems: &mut Vec<Problem>,
+) -> Vec<PlannedStep> {
+    let mut index_of: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, step) in definition.steps.iter().enumerate() {
+        if let Some(first) = index_of.insert(step.name.as_str(), index) {
+            index_of.insert(step.name.as_str(), first);
+            problem(
+                problems,
+                format!("/steps/{index}/name"),
+                format!("duplicate step name `{}` (first used by step {first}); rename one", step.name),
+            );
+        }
+    }
+    let plugins: Vec<Option<Arc<Plugin>>> = definition
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| resolve_plugin(index, &step.plugin, registry, problems))
+        .collect();
+    let resolver = StepResolver {
+        definition,
+        params,
+        index_of: &index_of,
+        plugins: &plugins,
+    };
+    definition
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(index, _)| resolver.resolve(index, problems))
+        .collect()
+}
+
+fn resolve_plugin(
+    index: usize,
+    spec: &str,
+    registry: &PluginRegistry,
+    problems: &mut Vec<Problem>,
+) -> Option<Arc<Plugin>> {
+    let place = format!("/steps/{index}/plugin");
+    match registry.resolve(spec) {
+        Ok(plugin) if plugin.manifest.kind == PluginKind::StepExecutor => Some(plugin),
+        Ok(plugin) => {
+            let kind = plugin.manifest.kind.world();
+            problem(problems, place, format!("plugin {} is a {kind}, not a step-executor", plugin.id()));
+            None
+        }
+        Err(error) => {
+            problem(problems, place, error.to_string());
+            None
+        }
+    }
+}
+
+struct StepResolver<'a> {
+    definition: &'a PipelineDefinition,
+    params: &'a Map<String, Value>,
+    index_of: &'a BTreeMap<&'a str, usize>,
+    plugins: &'a [Option<Arc<Plugin>>],
+}
+
+impl StepResolver<'_> {
+    fn resolve(&self, index: usize, problems: &mut Vec<Problem>) -> Option<PlannedStep> {
+        let spec = &self.definition.steps[index];
+        let plugin = self.plugins[index].clone()?;
+        let before = problems.len();
+        let inputs = self.resolve_wiring(index, &plugin, problems);
+        let params = self.resolve_params(index, &plugin, problems);
+        let timeout = spec.timeout.as_deref().and_then(|text| {
+            let parsed = parse_timeout(text);
+            if parsed.is_none() {
+                problem(problems, format!("/steps/{index}/timeout"), format!("invalid timeout `{text}`: use a number with ms, s, m or h"));
+            }
+            parsed
+        });
+        if problems.len() > before {
+            return None;
+        }
+        let upstream = inputs
+            .values()
+            .filter_map(|source| match source {
+                Source::StepOutput { step, .. } => Some(*step),
+                Source::PipelineInput(_) => None,
+            })
+            .collect();
+        Some(PlannedStep {
+            name: spec.name.clone(),
+            outputs: plugin.manifest.outputs.iter().map(|o| o.name.clone()).collect(),
+            plugin,
+            params,
+            inputs,
+            upstream,
+            retries: spec.retries,
+            timeout,
+            cache: spec.cache,
+        })
+    }
+
+    fn resolve_wiring(
+        &self,
+        index: usize,
+        plugin: &Plugin,
+        problems: &mut Vec<Problem>,
+    ) -> BTreeMap<String, Source> {
+        let spec = &self.definition.steps[index];
+        let declared: Vec<&str> = plugin.manifest.inputs.iter().map(|i| i.name.as_str()).collect();
+        let mut inputs = BTreeMap::new();
+        for (name, source) in &spec.inputs {
+            let place = format!("/steps/{index}/inputs/{name}");
+            if !declared.contains(&name.as_str()) {
+                let hint = nearest(name, declared.iter().copied());
+                problem(problems, place, format!(
+                    "plugin {} has no input `{name}`{hint}; its inputs are [{}]",
+                    plugin.id(),
+                    declared.join(", ")
+                ));
+                continue;
+            }
+            if let Some(resolved) = self.resolve_source(source, &place, problems) {
+                inputs.insert(name.clone(), resolved);
+            }
+        }
+        for input in &plugin.manifest.inputs {
+            if !input.optional && !spec.inputs.contains_key(&input.name) {
+                problem(problems, format!("/steps/{index}/inputs"), format!(
+                    "required input `{}` of plugin {} is not wired; add `{}: STEP.OUTPUT` or `inputs.NAME`",
+                    input.name,
+                    plugin.id(),
+                    input.name
+                ));
+            }
+        }
+        inputs
+    }
+
+    fn resolve_source(&self, source: &str, place: &str, problems: &mut Vec<Problem>) -> Option<Source> {
+        let (left, right) = source.split_once('.')?;
+        if left == "inputs" {
+            if self.definition.inputs.contains_key(right) {
+                return Some(Source::PipelineInput(right.to_owned()));
+            }
+            let names = self.definition.inputs.keys().map(String::as_str);
+            let hint = nearest(right, names.clone());
+            let known: Vec<&str> = names.collect();
+            problem(problems, place, format!(
+                "unknown pipeline input `{right}`{hint}; the pipeline has inputs [{}]",
+                known.join(", ")
+            ));
+            return None;
+        }
+        let Some(&step) = self.index_of.get(left) else {
+            let hint = nearest(left, self.index_of.keys().copied());
+            problem(problems, place, format!("unknown upstream step `{left}` in `{source}`{hint}"));
+            return None;
+        };
+        let plugin = self.plugins[step].as_ref()?;
+        let outputs: Vec<&str> = plugin.manifest.outputs.iter().map(|o| o.name.as_str()).collect();
+        if !outputs.contains(&right) {
+            let hint = nearest(right, outputs.iter().copied());
+            problem(problems, place, format!(
+                "step `{left}` ({}) has no output `{right}`{hint}; its outputs are [{}]",
+                plugin.id(),
+                outputs.join(", ")
+            ));
+            return None;
+        }
+        Some(Source::StepOutput { step, output: right.to_owned() })
+    }
+
+    fn resolve_params(&self, index: usize, plugin: &Plugin, problems: &mut Vec<Problem>) -> Map<String, Value> {
+        let spec = &self.definition.steps[index];
+        let mut resolved = Map::new();
+        for (name, value) in &spec.params {
+            let place = format!("/steps/{index}/params/{name}");
+            match substitute(value, self.params) {
+                Ok(value) => {
+                    resolved.insert(name.clone(), value);
+                }
+                Err(message) => problem(problems, place, message),
+            }
+        }
+        if let Err(invalid) = plugin.validate_params(&Value::Object(resolved.clone())) {
+            for violation in invalid.violations {
+                let path = violation.path.trim_start_matches('/');
+                let place = format!("/steps/{index}/params/{path}").trim_end_matches('/').to_owned();
+                problem(problems, place, format!(
+                    "{} (rule `{}` of plugin {}'s params schema)",
+                    violation.message,
+                    violation.rule,
+                    plugin.id()
+                ));
+            }
+        }
+        resolved
+    }
+}
+
+/// Replaces a whole-string `${params.NAME}` with the pipeline param, keeping its JSON type.
+fn substitute(value: &Value, params: &Map<String, Value>) -> Result<Value, String> {
+    match value {
+        Value::String(text) => {
+            let Some(name) = text.strip_prefix("${params.").and_then(|rest| rest.strip_suffix('}')) else {
+                return Ok(value.clone());
+            };
+            params.get(name).cloned().ok_or_else(|| {
+                let hint = nearest(name, params.keys().map(String::as_str));
+                format!("`{text}` refers to unknown pipeline param `{name}`{hint}")
+            })
+        }
+        Value::Array(items) => items.iter().map(|item| substitute(item, params)).collect::<Result<_, _>>().map(Value::Array),
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, item)| substitute(item, params).map(|v| (key.clone(), v)))
+            .collect::<Result<Map<_, _>, _>>()
+            .map(Value::Object),
+        _ => Ok(value.clone()),
+    }
+}
+
+/// Reports a cycle as `a -> b -> a`.
+fn check_cycles(steps: &[PlannedStep], problems: &mut Vec<Problem>) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(index: usize, steps: &[PlannedStep], marks: &mut [Mark], path: &mut Vec<usize>) -> Option<Vec<usize>> {
+        marks[index] = Mark::Active;
+        path.push(index);
+        for &next in &steps[index].upstream {
+            match marks[next] {
+                Mark::Active => {
+                    let start = path.iter().position(|&i| i == next).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(next);
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(cycle) = visit(next, steps, marks, path) {
+                        return Some(cycle);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[index] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; steps.len()];
+    for index in 0..steps.len() {
+        if marks[index] != Mark::New {
+            continue;
+        }
+        if let Some(mut cycle) = visit(index, steps, &mut marks, &mut Vec::new()) {
+            cycle.reverse();
+            let names: Vec<&str> = cycle.iter().map(|&i| steps[i].name.as_str()).collect();
+            problem(problems, "/steps", format!(
+                "the steps form a cycle: {}; a step can only consume outputs of steps before it in the flow",
+                names.join(" -> ")
+            ));
+            return;
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! `cargo xtask demo`: builds everything, then runs the wine-quality example twice, reproduces
+//! the first run and prints the model's lineage, in a fresh data directory.
+
+use crate::{cargo, run, workspace_root};
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the demo keeps its database and artifacts; wiped at the start of each demo.
+const DEMO_DATA_DIR: &str = "target/demo-data";
+
+pub(crate) fn demo() -> Result<()> {
+    let root = workspace_root();
+    run(cargo().current_dir(&root).args(["build", "--quiet", "-p", "runledger"]))?;
+    let data_dir = root.join(DEMO_DATA_DIR);
+    if data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir)
+            .with_context(|| format!("cannot clear {}", data_dir.display()))?;
+    }
+    let pipeline = root.join("examples/wine-quality/pipeline.yaml");
+    let runledger = Runledger { root: root.clone(), data_dir };
+
+    banner("1. run the wine-quality pipeline on the red wine data");
+    let first = runledger.json(&["run", &path(&pipeline), "--json"])?;
+    let first_id = text(&first, "run_id")?;
+    print_steps(&first);
+
+    banner("2. run it again: every step is a cache hit");
+    let second = runledger.json(&["run", &path(&pipeline), "--json"])?;
+    print_steps(&second);
+
+    banner("3. reproduce the first run without the cache and compare every artifact");
+    runledger.show(&["reproduce", &first_id])?;
+
+    banner("4. lineage of the trained model, back to the raw CSV");
+    let model = model_digest(&first)?;
+    runledger.show(&["lineage", &model, "--upstream"])?;
+
+    banner("done");
+    println!("the demo's database and artifacts are in {DEMO_DATA_DIR}; explore them with");
+    println!("  target/debug/runledger --data-dir {DEMO_DATA_DIR} runs show {first_id}");
+    println!("  target/debug/runledger --data-dir {DEMO_DATA_DIR} runs diff {first_id} {}", text(&second, "run_id")?);
+    Ok(())
+}
+
+struct Runledger {
+    root: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl Runledger {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.root.join("target/debug/runledger"));
+        command
+            .current_dir(&self.root)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--plugin-dir")
+            .arg(self.root.join("target/plugins"))
+            .args(args);
+        command
+    }
+
+    fn show(&self, args: &[&str]) -> Result<()> {
+        run(&mut self.command(args))
+    }
+
+    fn json(&self, args: &[&str]) -> Result<Value> {
+        let output = self.command(args).output().context("cannot start runledger")?;
+        if !output.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+            bail!("runledger {} failed with {}", args.join(" "), output.status);
+        }
+        serde_json::from_slice(&output.stdout).context("runledger printed invalid JSON")
+    }
+}
+
+fn path(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn banner(title: &str) {
+    println!("\n== {title}");
+}
+
+fn text(value: &Value, key: &str) -> Result<String> {
+    value[key].as_str().map(str::to_owned).with_context(|| format!("summary has no `{key}`"))
+}
+
+fn print_steps(summary: &Value) {
+    println!("run {} {}", summary["run_id"].as_str().unwrap_or("?"), summary["status"].as_str().unwrap_or("?"));
+    for step in summary["steps"].as_array().into_iter().flatten() {
+        let metrics: Vec<String> = step["metrics"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| !key.contains('/'))
+            .map(|(key, value)| format!("{key}={:.4}", value.as_f64().unwrap_or(f64::NAN)))
+            .collect();
+        println!(
+            "  {:<12} {:<10} {:>6} ms  {}",
+            step["name"].as_str().unwrap_or("?"),
+            step["status"].as_str().unwrap_or("?"),
+            step["duration_ms"],
+            metrics.join(" ")
+        );
+    }
+}
+
+fn model_digest(summary: &Value) -> Result<String> {
+    summary["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|step| step["outputs"].as_array().into_iter().flatten())
+        .find(|output| output["name"] == "model")
+        .and_then(|output| output["digest"].as_str())
+        .map(str::to_owned)
+        .context("the run produced no `model` artifact")
+}
