@@ -7,7 +7,11 @@ fn main() {
     let version = lock
         .split("[[package]]")
         .find(|entry| entry.contains("\nname = \"wasmtime\"\n"))
-        .and_then(|entry| entry.lines().find_map(|line| line.strip_prefix("version = ")))
+        .and_then(|entry| {
+            entry
+                .lines()
+                .find_map(|line| line.strip_prefix("version = "))
+        })
         .map(|quoted| quoted.trim_matches('"').to_owned())
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo::rustc-env=RUNLEDGER_WASMTIME_VERSION={version}");

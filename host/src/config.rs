@@ -1,6 +1,21 @@
 //! Where runledger keeps its data, and the settings shared by the CLI and the server.
 
+use crate::runtime::{AllocatorChoice, RuntimeSettings};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Operator caps on what any plugin may request; `None` keeps the runtime's default.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxCaps {
+    /// Largest linear memory, in MiB.
+    pub max_memory_mib: Option<u64>,
+    /// Maximum wall-clock time of one call, in seconds.
+    pub max_timeout_secs: Option<u64>,
+    /// Largest fuel budget of one call.
+    pub max_fuel: Option<u64>,
+    /// Instance allocator.
+    pub allocator: Option<AllocatorChoice>,
+}
 
 /// Settings resolved from flags, `RUNLEDGER_*` environment variables and defaults.
 #[derive(Debug, Clone)]
@@ -11,6 +26,8 @@ pub struct Config {
     pub plugin_dirs: Vec<PathBuf>,
     /// Database URL; `None` means the SQLite file in the data directory.
     pub database_url: Option<String>,
+    /// Operator caps for plugin calls.
+    pub sandbox: SandboxCaps,
 }
 
 impl Config {
@@ -30,7 +47,30 @@ impl Config {
             data_dir,
             plugin_dirs,
             database_url: database_url.filter(|url| !url.is_empty()),
+            sandbox: SandboxCaps::default(),
         }
+    }
+
+    /// Runtime settings: the compile cache in the data directory and the operator caps.
+    pub fn runtime_settings(&self) -> RuntimeSettings {
+        let mut settings = RuntimeSettings {
+            cache_dir: Some(self.compile_cache_dir()),
+            ..RuntimeSettings::default()
+        };
+        let caps = &self.sandbox;
+        if let Some(mib) = caps.max_memory_mib {
+            settings.max_memory_bytes = mib.min(4096) << 20;
+        }
+        if let Some(secs) = caps.max_timeout_secs {
+            settings.max_timeout = Duration::from_secs(secs);
+        }
+        if let Some(fuel) = caps.max_fuel {
+            settings.max_fuel = fuel;
+        }
+        if let Some(allocator) = caps.allocator {
+            settings.allocator = allocator;
+        }
+        settings
     }
 
     /// Directory of the content-addressed artifact files.
@@ -88,7 +128,10 @@ mod tests {
             Some("postgres://ml:s3cret@db:5432/runs".into()),
         );
 
-        assert_eq!(config.redacted_database_url(), "postgres://ml:***@db:5432/runs");
+        assert_eq!(
+            config.redacted_database_url(),
+            "postgres://ml:***@db:5432/runs"
+        );
     }
 
     #[test]

@@ -138,6 +138,10 @@ impl Output {
 
     /// Completes the artifact and returns its reference.
     ///
+    /// Fails with [`Error::LimitExceeded`] when the last buffered bytes pass the output size
+    /// limit, with [`Error::InvalidState`] when an earlier write failed, and with [`Error::Io`]
+    /// when the host cannot store the content.
+    ///
     /// ```no_run
     /// # fn run(context: runledger_sdk::StepContext) -> runledger_sdk::Result<()> {
     /// let output = context.create_output("empty", "text/plain")?;

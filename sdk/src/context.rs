@@ -109,6 +109,9 @@ impl StepContext {
 
     /// Deserializes the param `name`, or returns `None` when the step has no such param.
     ///
+    /// Fails with [`Error::InvalidParams`] naming the param when it does not deserialize into
+    /// `T`.
+    ///
     /// ```no_run
     /// # fn run(context: runledger_sdk::StepContext) -> runledger_sdk::Result<()> {
     /// let target: String = context.param("target")?.unwrap_or_else(|| "y".into());
@@ -149,7 +152,10 @@ impl StepContext {
 
     /// Opens the input artifact `name` for reading.
     ///
-    /// Fails with [`Error::NotFound`] when the step has no such input.
+    /// Fails with [`Error::NotFound`] when the step has no such input, and with [`Error::Io`]
+    /// when the host cannot open the stored content. Reads through the returned [`Input`] fail
+    /// with an [`std::io::Error`] wrapping [`Error::Io`] when the content does not match its
+    /// digest; `?` turns it back into that [`Error`].
     ///
     /// ```no_run
     /// use std::io::Read;
@@ -165,7 +171,11 @@ impl StepContext {
 
     /// Creates the output artifact `name` with a media type such as `text/csv`.
     ///
-    /// Fails with [`Error::NotFound`] when `name` is not a declared output of the step.
+    /// Fails with [`Error::NotFound`] when `name` is not a declared output of the step, with
+    /// [`Error::InvalidState`] when the output was already created in this call, and with
+    /// [`Error::Io`] when the host cannot store it. Writes through the returned [`Output`] fail
+    /// with an [`std::io::Error`] wrapping [`Error::LimitExceeded`] once the output passes the
+    /// plugin's size limit; `?` turns it back into that [`Error`].
     ///
     /// ```no_run
     /// use std::io::Write;

@@ -86,7 +86,10 @@ impl std::error::Error for Error {}
 /// Keeps the host's error kind when it travelled through `std::io::Read` or `Write`.
 impl From<std::io::Error> for Error {
     fn from(error: std::io::Error) -> Self {
-        match error.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        match error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<Error>())
+        {
             Some(inner) => inner.clone(),
             None => Self::Io(error.to_string()),
         }

@@ -1,7 +1,8 @@
 //! Structured logging into the step's log.
 //!
 //! Lines go to the host, which stores them with the step run. The host limits how much a step
-//! may log; a step that floods the log fails with a message naming that limit.
+//! may log (100,000 lines or 16 MiB per call by default): past that limit a logging call traps,
+//! which ends the step with an error naming the limit.
 //!
 //! ```no_run
 //! runledger_sdk::log::info("loaded table");
@@ -28,6 +29,15 @@ pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
         .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
         .collect();
     logging::log(level, message, &fields);
+}
+
+/// Appends a trace line.
+///
+/// ```no_run
+/// runledger_sdk::log::trace("entering the inner loop");
+/// ```
+pub fn trace(message: impl AsRef<str>) {
+    log(Level::Trace, message.as_ref(), &[]);
 }
 
 /// Appends a debug line.

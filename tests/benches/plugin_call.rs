@@ -20,21 +20,36 @@ const ARTIFACT_BYTES: u64 = 1 << 30;
 fn main() -> anyhow::Result<()> {
     let only = std::env::args().nth(1);
     let wanted = |part: &str| only.as_deref().is_none_or(|only| only == part);
-    println!("plugin-call benchmark ({} cores)", std::thread::available_parallelism()?.get());
+    println!(
+        "plugin-call benchmark ({} cores)",
+        std::thread::available_parallelism()?.get()
+    );
     if wanted("calls") {
         report_calls()?;
     }
     if wanted("load") {
         let (compile, cached) = load_times()?;
         let ratio = compile.as_secs_f64() / cached.as_secs_f64();
-        check("cached load vs first compile", ratio >= 20.0, format!("{ratio:.0}x >= 20x"));
+        check(
+            "cached load vs first compile",
+            ratio >= 20.0,
+            format!("{ratio:.0}x >= 20x"),
+        );
     }
     if wanted("copy") {
         let throughput = artifact_copy()?;
         let mb_per_s = throughput.mb_per_s;
-        check("artifact copy", mb_per_s >= 300.0, format!("{mb_per_s:.0} MB/s >= 300 MB/s"));
+        check(
+            "artifact copy",
+            mb_per_s >= 300.0,
+            format!("{mb_per_s:.0} MB/s >= 300 MB/s"),
+        );
         let growth = throughput.peak_growth as f64 / f64::from(1 << 20);
-        check("artifact copy peak memory growth", growth < 64.0, format!("{growth:.1} MiB < 64 MiB"));
+        check(
+            "artifact copy peak memory growth",
+            growth < 64.0,
+            format!("{growth:.1} MiB < 64 MiB"),
+        );
     }
     Ok(())
 }
@@ -46,7 +61,11 @@ fn report_calls() -> anyhow::Result<()> {
     print_calls("on-demand", &on_demand);
     let median = percentile(&pooling, 0.5);
     let met = median <= Duration::from_micros(25);
-    check("whole call median, pooling", met, format!("{median:?} <= 25us"));
+    check(
+        "whole call median, pooling",
+        met,
+        format!("{median:?} <= 25us"),
+    );
     Ok(())
 }
 
@@ -108,8 +127,14 @@ fn load_times() -> anyhow::Result<(Duration, Duration)> {
         };
         let first = Runtime::new(settings.clone())?.prepare(&target)?;
         let second = Runtime::new(settings)?.prepare(&target)?;
-        anyhow::ensure!(first.source == LoadSource::Compiled, "first load was not a compile");
-        anyhow::ensure!(second.source == LoadSource::DiskCache, "second load missed the cache");
+        anyhow::ensure!(
+            first.source == LoadSource::Compiled,
+            "first load was not a compile"
+        );
+        anyhow::ensure!(
+            second.source == LoadSource::DiskCache,
+            "second load missed the cache"
+        );
         compiled.push(first.duration);
         cached.push(second.duration);
     }
@@ -149,7 +174,10 @@ fn artifact_copy() -> anyhow::Result<Throughput> {
     let peak = peak_rss_bytes();
 
     anyhow::ensure!(report.outcome.is_ok(), "copy failed: {:?}", report.outcome);
-    anyhow::ensure!(report.outputs[0].digest == source.digest, "copy changed the content");
+    anyhow::ensure!(
+        report.outputs[0].digest == source.digest,
+        "copy changed the content"
+    );
     let mb_per_s = ARTIFACT_BYTES as f64 / 1e6 / elapsed.as_secs_f64();
     let peak_growth = peak.saturating_sub(baseline);
     println!(
@@ -158,7 +186,10 @@ fn artifact_copy() -> anyhow::Result<Throughput> {
         baseline >> 20,
         peak_growth >> 20
     );
-    Ok(Throughput { mb_per_s, peak_growth })
+    Ok(Throughput {
+        mb_per_s,
+        peak_growth,
+    })
 }
 
 fn write_pseudo_random(

@@ -3,8 +3,8 @@
 
 use runledger::engine::StoreArtifactIo;
 use runledger::runtime::{
-    AllocatorChoice, COMPONENT_FILE, LoadSource, MANIFEST_FILE, Plugin, PluginRegistry,
-    RuntimeError, Runtime, RuntimeSettings,
+    AllocatorChoice, COMPONENT_FILE, LoadSource, MANIFEST_FILE, Plugin, PluginRegistry, Runtime,
+    RuntimeError, RuntimeSettings,
 };
 use runledger_tests::{call, input, plugin, rss_bytes, runtime, step_call, temp_store};
 use serde_json::json;
@@ -34,10 +34,26 @@ fn hello_wasm() -> Vec<u8> {
 fn bad_manifests_give_one_clear_error_each() {
     let root = tempfile::tempdir().unwrap();
     let cases = [
-        ("missing-kind", manifest("missing-kind").replace("kind = \"step-executor\"\n", ""), "missing field `kind`"),
-        ("wrong-type", format!("{}[limits]\nmemory-mib = \"big\"\n", manifest("wrong-type")), "memory-mib"),
-        ("unknown-key", format!("{}colour = \"red\"\n", manifest("unknown-key")), "colour"),
-        ("bad-schema", format!("{}[params-schema]\ntype = 12\n", manifest("bad-schema")), "params-schema"),
+        (
+            "missing-kind",
+            manifest("missing-kind").replace("kind = \"step-executor\"\n", ""),
+            "missing field `kind`",
+        ),
+        (
+            "wrong-type",
+            format!("{}[limits]\nmemory-mib = \"big\"\n", manifest("wrong-type")),
+            "memory-mib",
+        ),
+        (
+            "unknown-key",
+            format!("{}colour = \"red\"\n", manifest("unknown-key")),
+            "colour",
+        ),
+        (
+            "bad-schema",
+            format!("{}[params-schema]\ntype = 12\n", manifest("bad-schema")),
+            "params-schema",
+        ),
     ];
     for (name, text, _) in &cases {
         plugin_dir(root.path(), name, text, &hello_wasm());
@@ -53,8 +69,16 @@ fn bad_manifests_give_one_clear_error_each() {
             .iter()
             .find(|p| p.dir.ends_with(format!("{name}@0.1.0")))
             .unwrap_or_else(|| panic!("no problem reported for {name}"));
-        assert!(problem.message.contains(expected), "{name}: {}", problem.message);
-        assert!(problem.message.contains("plugin.toml"), "{name}: {}", problem.message);
+        assert!(
+            problem.message.contains(expected),
+            "{name}: {}",
+            problem.message
+        );
+        assert!(
+            problem.message.contains("plugin.toml"),
+            "{name}: {}",
+            problem.message
+        );
     }
 }
 
@@ -73,20 +97,36 @@ fn missing_component_is_reported() {
 #[test]
 fn corrupt_component_is_rejected_on_load() {
     let root = tempfile::tempdir().unwrap();
-    let dir = plugin_dir(root.path(), "corrupt", &manifest("corrupt"), b"\0asm garbage");
+    let dir = plugin_dir(
+        root.path(),
+        "corrupt",
+        &manifest("corrupt"),
+        b"\0asm garbage",
+    );
     let corrupt = Plugin::load(&dir).unwrap();
 
     let error = runtime().prepare(&corrupt).unwrap_err();
 
-    assert!(matches!(error, RuntimeError::InvalidComponent { .. }), "{error}");
-    assert!(error.to_string().contains("not a valid WebAssembly component"), "{error}");
+    assert!(
+        matches!(error, RuntimeError::InvalidComponent { .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("not a valid WebAssembly component"),
+        "{error}"
+    );
 }
 
 #[test]
 fn component_of_another_world_is_rejected() {
     let error = runtime().prepare(&plugin("wrong-world")).unwrap_err();
 
-    assert!(matches!(error, RuntimeError::WorldMismatch { .. }), "{error}");
+    assert!(
+        matches!(error, RuntimeError::WorldMismatch { .. }),
+        "{error}"
+    );
     let message = error.to_string();
     assert!(message.contains("step-executor"), "{message}");
 }
@@ -97,7 +137,9 @@ fn params_breaking_the_schema_are_rejected_before_the_call() {
     let io = Box::new(StoreArtifactIo::new(store.clone()));
     let spec = step_call(json!({ "name": 3, "times": 0 }), vec![], &["greeting"]);
 
-    let error = runtime().call_step(&plugin("hello"), &spec, io).unwrap_err();
+    let error = runtime()
+        .call_step(&plugin("hello"), &spec, io)
+        .unwrap_err();
 
     let RuntimeError::InvalidParams(invalid) = &error else {
         panic!("expected invalid params, got {error}");
@@ -115,14 +157,26 @@ fn params_breaking_the_schema_are_rejected_before_the_call() {
 fn missing_and_unknown_params_are_rejected() {
     let (_dir, store) = temp_store();
     let missing = step_call(json!({}), vec![], &["greeting"]);
-    let unknown = step_call(json!({ "name": "x", "colour": "red" }), vec![], &["greeting"]);
+    let unknown = step_call(
+        json!({ "name": "x", "colour": "red" }),
+        vec![],
+        &["greeting"],
+    );
 
     let missing_error = runtime()
-        .call_step(&plugin("hello"), &missing, Box::new(StoreArtifactIo::new(store.clone())))
+        .call_step(
+            &plugin("hello"),
+            &missing,
+            Box::new(StoreArtifactIo::new(store.clone())),
+        )
         .unwrap_err()
         .to_string();
     let unknown_error = runtime()
-        .call_step(&plugin("hello"), &unknown, Box::new(StoreArtifactIo::new(store.clone())))
+        .call_step(
+            &plugin("hello"),
+            &unknown,
+            Box::new(StoreArtifactIo::new(store.clone())),
+        )
         .unwrap_err()
         .to_string();
 
@@ -132,9 +186,64 @@ fn missing_and_unknown_params_are_rejected() {
 
 #[test]
 fn unknown_plugin_suggests_nearest_name() {
-    let error = runledger_tests::registry().resolve("helo").unwrap_err().to_string();
+    let error = runledger_tests::registry()
+        .resolve("helo")
+        .unwrap_err()
+        .to_string();
 
     assert!(error.contains("did you mean `hello`"), "{error}");
+}
+
+#[test]
+fn duplicate_name_and_version_is_reported() {
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    plugin_dir(first.path(), "twin", &manifest("twin"), &hello_wasm());
+    plugin_dir(second.path(), "twin", &manifest("twin"), b"\0asm other bytes");
+
+    let registry = PluginRegistry::scan(&[first.path().to_owned(), second.path().to_owned()]);
+
+    assert_eq!(registry.plugins().count(), 1);
+    let kept = registry.resolve("twin@0.1.0").unwrap();
+    assert!(kept.dir.starts_with(first.path()), "the first directory wins");
+    assert_eq!(registry.problems().len(), 1);
+    assert!(registry.problems()[0].message.contains("already provides twin@0.1.0"));
+}
+
+#[test]
+fn shared_component_under_two_versions_keeps_both() {
+    let root = tempfile::tempdir().unwrap();
+    plugin_dir(root.path(), "same", &manifest("same"), &hello_wasm());
+    let newer = manifest("same").replace("0.1.0", "0.2.0");
+    let dir = root.path().join("same@0.2.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(MANIFEST_FILE), newer).unwrap();
+    std::fs::write(dir.join(COMPONENT_FILE), hello_wasm()).unwrap();
+
+    let registry = PluginRegistry::scan(&[root.path().to_owned()]);
+
+    assert!(registry.resolve("same@0.1.0").is_ok());
+    assert!(registry.resolve("same@0.2.0").is_ok());
+    assert_eq!(registry.resolve("same").unwrap().manifest.version, "0.2.0");
+    assert!(registry.problems().is_empty(), "{:?}", registry.problems());
+}
+
+#[test]
+fn operator_memory_cap_below_initial_memory_names_the_limit() {
+    let settings = RuntimeSettings {
+        max_memory_bytes: 64 << 10,
+        pool_instances: 2,
+        ..RuntimeSettings::default()
+    };
+    let small = Runtime::new(settings).unwrap();
+    let (_dir, store) = temp_store();
+    let io = Box::new(StoreArtifactIo::new(store.clone()));
+    let spec = step_call(json!({ "name": "x" }), vec![], &["greeting"]);
+
+    let report = small.call_step(&plugin("hello"), &spec, io).unwrap();
+
+    let message = report.outcome.unwrap_err().to_string();
+    assert!(message.contains("memory limit"), "{message}");
 }
 
 #[test]
@@ -147,7 +256,10 @@ fn compile_cache_serves_a_restarted_runtime() {
     };
     let hello = plugin("hello");
 
-    let first = Runtime::new(settings.clone()).unwrap().prepare(&hello).unwrap();
+    let first = Runtime::new(settings.clone())
+        .unwrap()
+        .prepare(&hello)
+        .unwrap();
     let second = Runtime::new(settings).unwrap().prepare(&hello).unwrap();
 
     assert_eq!(first.source, LoadSource::Compiled);
@@ -167,7 +279,10 @@ fn corrupt_cache_entry_is_recompiled() {
         ..RuntimeSettings::default()
     };
     let hello = plugin("hello");
-    Runtime::new(settings.clone()).unwrap().prepare(&hello).unwrap();
+    Runtime::new(settings.clone())
+        .unwrap()
+        .prepare(&hello)
+        .unwrap();
     for entry in std::fs::read_dir(cache.path()).unwrap().flatten() {
         std::fs::write(entry.path(), b"not a compiled component").unwrap();
     }
@@ -214,6 +329,10 @@ fn memory_returns_to_baseline_after_many_failures() {
         after >> 20
     );
     let data = input(&store, "data", b"ok", "text/plain");
-    let report = call("well-behaved", &step_call(json!({}), vec![data], &["count"]), &store);
+    let report = call(
+        "well-behaved",
+        &step_call(json!({}), vec![data], &["count"]),
+        &store,
+    );
     assert_eq!(report.outcome, Ok(()));
 }

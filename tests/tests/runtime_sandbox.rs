@@ -1,9 +1,9 @@
 //! The sandbox against a corpus of misbehaving components: every call fails with an error that
 //! names the limit or the withheld capability, and the host goes on serving well-behaved calls.
 
-use runledger::runtime::{CallError, CallReport, Capability, Limit};
 use runledger::engine::StoreArtifactIo;
 use runledger::runtime::{COMPONENT_FILE, MANIFEST_FILE, Plugin};
+use runledger::runtime::{CallError, CallReport, Capability, Limit};
 use runledger_tests::{call, input, plugin, runtime, step_call, temp_store};
 use serde_json::json;
 use std::time::Duration;
@@ -18,8 +18,16 @@ fn run_misbehaving(spec: &str, params: serde_json::Value, outputs: &[&str]) -> C
 fn assert_well_behaved_call_succeeds() {
     let (_dir, store) = temp_store();
     let data = input(&store, "data", b"12345", "text/plain");
-    let report = call("well-behaved", &step_call(json!({}), vec![data], &["count"]), &store);
-    assert_eq!(report.outcome, Ok(()), "well-behaved plugin failed after a misbehaving one");
+    let report = call(
+        "well-behaved",
+        &step_call(json!({}), vec![data], &["count"]),
+        &store,
+    );
+    assert_eq!(
+        report.outcome,
+        Ok(()),
+        "well-behaved plugin failed after a misbehaving one"
+    );
     assert_eq!(report.outputs.len(), 1);
 }
 
@@ -50,7 +58,12 @@ fn hello_writes_greeting_metric_and_log() {
     assert_eq!(content, b"hello, wine\nhello, wine\n");
     assert_eq!(report.metrics[0].key, "greeting_bytes");
     assert_eq!(report.metrics[0].value, 24.0);
-    assert!(report.logs.iter().any(|line| line.message.contains("greeted wine")));
+    assert!(
+        report
+            .logs
+            .iter()
+            .any(|line| line.message.contains("greeted wine"))
+    );
     assert!(report.usage.fuel_consumed > 0);
     assert!(report.usage.peak_memory_bytes > 0);
 }
@@ -58,7 +71,10 @@ fn hello_writes_greeting_metric_and_log() {
 /// The spin-forever component under a manifest with a small fuel budget and a long timeout.
 fn fuel_limited_spinner() -> Plugin {
     let source = plugin("spin-forever");
-    let dir = tempfile::tempdir().unwrap().keep().join("fuel-burner@0.1.0");
+    let dir = tempfile::tempdir()
+        .unwrap()
+        .keep()
+        .join("fuel-burner@0.1.0");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(source.component_path(), dir.join(COMPONENT_FILE)).unwrap();
     let manifest = "name = \"fuel-burner\"\nversion = \"0.1.0\"\nkind = \"step-executor\"\n\
@@ -74,10 +90,18 @@ fn infinite_loop_exhausts_fuel() {
     let io = Box::new(StoreArtifactIo::new(store.clone()));
     let spec = step_call(json!({}), vec![], &[]);
 
-    let report = runtime().call_step(&fuel_limited_spinner(), &spec, io).unwrap();
+    let report = runtime()
+        .call_step(&fuel_limited_spinner(), &spec, io)
+        .unwrap();
 
     assert_eq!(limit_of(&report), &Limit::Fuel { budget: 50_000_000 });
-    assert!(report.outcome.unwrap_err().to_string().contains("fuel budget"));
+    assert!(
+        report
+            .outcome
+            .unwrap_err()
+            .to_string()
+            .contains("fuel budget")
+    );
     assert_well_behaved_call_succeeds();
 }
 
@@ -107,7 +131,11 @@ fn memory_growth_stops_at_limit() {
 fn unbounded_recursion_hits_stack_limit() {
     let report = run_misbehaving("deep-recursion", json!({}), &[]);
 
-    assert!(matches!(limit_of(&report), Limit::Stack { .. }), "{:?}", report.outcome);
+    assert!(
+        matches!(limit_of(&report), Limit::Stack { .. }),
+        "{:?}",
+        report.outcome
+    );
 }
 
 #[test]
@@ -127,7 +155,11 @@ fn panic_reports_its_message() {
 fn log_flood_hits_log_limit() {
     let report = run_misbehaving("log-flood", json!({ "channel": "log" }), &[]);
 
-    assert!(matches!(limit_of(&report), Limit::Log { .. }), "{:?}", report.outcome);
+    assert!(
+        matches!(limit_of(&report), Limit::Log { .. }),
+        "{:?}",
+        report.outcome
+    );
     assert!(report.logs.len() <= runledger::runtime::RuntimeSettings::default().max_log_lines);
 }
 
@@ -135,7 +167,11 @@ fn log_flood_hits_log_limit() {
 fn stdout_flood_hits_stdio_limit() {
     let report = run_misbehaving("log-flood", json!({ "channel": "stdout" }), &[]);
 
-    assert!(matches!(limit_of(&report), Limit::Stdio { .. }), "{:?}", report.outcome);
+    assert!(
+        matches!(limit_of(&report), Limit::Stdio { .. }),
+        "{:?}",
+        report.outcome
+    );
     let captured: usize = report.logs.iter().map(|line| line.message.len() + 1).sum();
     assert!(captured <= 1 << 20, "captured {captured} bytes");
 }
@@ -153,6 +189,11 @@ fn environment_read_is_denied() {
     let report = run_misbehaving("read-env", json!({}), &[]);
 
     assert_eq!(denied_capability(&report), Capability::Environment);
+    let message = report.outcome.unwrap_err().to_string();
+    assert!(
+        message.contains("no environment variables"),
+        "the plugin's own error is kept beside the denial: {message}"
+    );
 }
 
 #[test]
@@ -167,7 +208,11 @@ fn network_socket_is_denied() {
 #[test]
 fn oversized_output_is_rejected_and_discarded() {
     let (dir, store) = temp_store();
-    let report = call("big-output", &step_call(json!({}), vec![], &["blob"]), &store);
+    let report = call(
+        "big-output",
+        &step_call(json!({}), vec![], &["blob"]),
+        &store,
+    );
 
     assert_eq!(
         limit_of(&report),
@@ -213,4 +258,78 @@ fn artifact_handle_is_dead_after_finish_and_after_the_call() {
         }
     }
     assert_well_behaved_call_succeeds();
+}
+
+#[test]
+fn cancel_flag_stops_a_running_call() {
+    let (_dir, store) = temp_store();
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut spec = step_call(json!({}), vec![], &[]);
+    spec.cancel = Some(flag.clone());
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+
+    let report = call("spin-forever", &spec, &store);
+    setter.join().unwrap();
+
+    assert_eq!(report.outcome, Err(CallError::Cancelled));
+    assert!(
+        report.usage.wall_time < Duration::from_secs(1),
+        "{:?}",
+        report.usage.wall_time
+    );
+    assert_well_behaved_call_succeeds();
+}
+
+#[test]
+fn deterministic_calls_see_fixed_clock_and_seeded_randomness() {
+    let (_dir, store) = temp_store();
+    let spec = step_call(json!({ "name": "clock" }), vec![], &["greeting"]);
+
+    let first = call("hello", &spec, &store);
+    let second = call("hello", &spec, &store);
+
+    assert_eq!(
+        first.outputs, second.outputs,
+        "same inputs must give identical outputs"
+    );
+}
+
+#[test]
+fn deterministic_sleep_advances_virtual_clock_at_once() {
+    let (_dir, store) = temp_store();
+    let spec = step_call(json!({ "millis": 15_000 }), vec![], &[]);
+
+    let report = call("sleeper", &spec, &store);
+
+    assert_eq!(report.outcome, Ok(()));
+    assert!(report.usage.wall_time < Duration::from_secs(1), "{:?}", report.usage.wall_time);
+    let observed = report.metrics.iter().find(|m| m.key == "observed_ms").unwrap();
+    assert!(observed.value >= 15_000.0, "virtual clock saw {} ms", observed.value);
+}
+
+#[test]
+fn deterministic_busy_wait_terminates() {
+    let (_dir, store) = temp_store();
+    let spec = step_call(json!({ "millis": 100, "mode": "busy-wait" }), vec![], &[]);
+
+    let report = call("sleeper", &spec, &store);
+
+    assert_eq!(report.outcome, Ok(()));
+    assert!(report.usage.wall_time < Duration::from_secs(1), "{:?}", report.usage.wall_time);
+}
+
+#[test]
+fn real_sleep_is_cut_at_the_timeout() {
+    let (_dir, store) = temp_store();
+    let mut spec = step_call(json!({ "millis": 15_000 }), vec![], &[]);
+    spec.deterministic = false;
+    spec.timeout = Some(Duration::from_millis(200));
+
+    let report = call("sleeper", &spec, &store);
+
+    assert_eq!(limit_of(&report), &Limit::Timeout { millis: 200 });
+    assert!(report.usage.wall_time < Duration::from_secs(2), "{:?}", report.usage.wall_time);
 }

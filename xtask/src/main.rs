@@ -49,6 +49,8 @@ enum Task {
 enum Benchmark {
     /// Whole-call latency, compile cache, and artifact throughput of the plugin runtime.
     PluginCall,
+    /// Engine overhead per step of 1,000-step pipelines on SQLite.
+    Engine,
 }
 
 fn main() -> Result<()> {
@@ -121,6 +123,7 @@ fn bench(name: Benchmark) -> Result<()> {
     plugins::build_all(&root)?;
     let bin = match name {
         Benchmark::PluginCall => "bench-plugin-call",
+        Benchmark::Engine => "bench-engine",
     };
     run(cargo()
         .current_dir(&root)

@@ -17,9 +17,11 @@ struct PluginCrate {
 /// `plugins/testing/`), as `plugin.wasm` and `plugin.toml`.
 pub(crate) fn build_all(root: &Path) -> Result<()> {
     let plugins_dir = root.join("plugins");
-    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&plugins_dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2"]))?;
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&plugins_dir)
+            .args(["build", "--release", "--target", "wasm32-wasip2"]),
+    )?;
 
     let crates = find_crates(root)?;
     for plugin in &crates {
@@ -33,7 +35,10 @@ fn find_crates(root: &Path) -> Result<Vec<PluginCrate>> {
     let mut crates = Vec::new();
     let groups = [
         (root.join("plugins"), root.join("target/plugins")),
-        (root.join("plugins/testing"), root.join("target/test-plugins")),
+        (
+            root.join("plugins/testing"),
+            root.join("target/test-plugins"),
+        ),
     ];
     for (source, output_root) in groups {
         let mut dirs: Vec<PathBuf> = fs::read_dir(&source)

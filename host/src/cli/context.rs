@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::runtime::{PluginRegistry, Runtime, RuntimeSettings};
+use crate::runtime::{PluginRegistry, Runtime};
 use crate::store::Store;
 use crate::store::artifacts::ArtifactStore;
 use anyhow::{Context as _, Result};
@@ -12,25 +12,51 @@ use std::sync::Arc;
 pub(crate) async fn open_store(config: &Config) -> Result<Store> {
     let store = match &config.database_url {
         Some(url) => Store::connect(url).await.with_context(|| {
-            format!("cannot connect to the database {}", config.redacted_database_url())
+            format!(
+                "cannot connect to the database {}",
+                config.redacted_database_url()
+            )
         })?,
         None => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("cannot create the data directory {}", config.data_dir.display())
+                format!(
+                    "cannot create the data directory {}",
+                    config.data_dir.display()
+                )
             })?;
-            Store::open_sqlite(&config.data_dir).await.with_context(|| {
-                format!("cannot open the database in {}", config.data_dir.display())
-            })?
+            Store::open_sqlite(&config.data_dir)
+                .await
+                .with_context(|| {
+                    format!("cannot open the database in {}", config.data_dir.display())
+                })?
         }
     };
     store.migrate().await.context("database migration failed")?;
+    recover_interrupted(&store).await?;
     Ok(store)
 }
 
-/// The artifact files under the data directory.
+/// Marks runs left `running` by dead processes on this host as `interrupted`.
+async fn recover_interrupted(store: &Store) -> Result<()> {
+    let interrupted = crate::engine::recover_interrupted(store).await?;
+    if !interrupted.is_empty() {
+        eprintln!(
+            "marked {} run(s) left running by a stopped process as interrupted: {}",
+            interrupted.len(),
+            interrupted.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Opens the artifact files under the data directory.
 pub(crate) fn open_artifacts(config: &Config) -> Result<ArtifactStore> {
-    ArtifactStore::open(config.artifacts_dir())
-        .with_context(|| format!("cannot open the artifact store in {}", config.data_dir.display()))
+    ArtifactStore::open(config.artifacts_dir()).with_context(|| {
+        format!(
+            "cannot open the artifact store in {}",
+            config.data_dir.display()
+        )
+    })
 }
 
 /// Everything needed to run pipelines.
@@ -45,25 +71,18 @@ pub(crate) async fn open_engine(config: &Config) -> Result<EngineContext> {
     let artifacts = open_artifacts(config)?;
     let registry = PluginRegistry::scan(&config.plugin_dirs);
     for problem in registry.problems() {
-        eprintln!("warning: plugin {} skipped: {}", problem.dir.display(), problem.message);
-    }
-    let runtime = Runtime::new(RuntimeSettings {
-        cache_dir: Some(config.compile_cache_dir()),
-        ..RuntimeSettings::default()
-    })?;
-    let engine = Engine::new(Arc::new(runtime), store, artifacts);
-    let interrupted = engine.recover_interrupted().await?;
-    if !interrupted.is_empty() {
         eprintln!(
-            "marked {} run(s) left running by a stopped process as interrupted: {}",
-            interrupted.len(),
-            interrupted.join(", ")
+            "warning: plugin {} skipped: {}",
+            problem.dir.display(),
+            problem.message
         );
     }
+    let runtime = Runtime::new(config.runtime_settings())?;
+    let engine = Engine::new(Arc::new(runtime), store, artifacts);
     Ok(EngineContext { engine, registry })
 }
 
-/// A tokio runtime for one command.
+/// Builds a tokio runtime for one command.
 pub(crate) fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

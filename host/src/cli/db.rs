@@ -16,7 +16,10 @@ pub(crate) fn run(config: &Config, command: DbCommand) -> Result<ExitCode> {
     match command {
         DbCommand::Migrate => tokio_runtime()?.block_on(async {
             open_store(config).await?;
-            println!("database schema is up to date: {}", config.redacted_database_url());
+            println!(
+                "database schema is up to date: {}",
+                config.redacted_database_url()
+            );
             Ok(ExitCode::SUCCESS)
         }),
     }

@@ -28,6 +28,9 @@ pub(crate) struct LineageArgs {
     /// Maximum number of edges to follow from the node [default: unlimited].
     #[arg(long)]
     depth: Option<u32>,
+    /// Keep only the edges recorded by this run.
+    #[arg(long)]
+    run: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -46,6 +49,9 @@ pub(crate) fn run(config: &crate::config::Config, args: LineageArgs) -> Result<E
         for start in starts {
             let part = store.traverse(start, direction, args.depth).await?;
             merge(&mut graph, part);
+        }
+        if let Some(run_id) = &args.run {
+            keep_run(&mut graph, run_id);
         }
         let labels = labels(&store, &graph).await?;
         match args.format {
@@ -73,7 +79,10 @@ async fn start_nodes(store: &Store, id: &str) -> Result<Vec<Node>> {
     }
     if store.get_run(id).await?.is_some() {
         let steps = store.list_step_runs(id).await?;
-        return Ok(steps.into_iter().map(|step| Node::step_run(step.id)).collect());
+        return Ok(steps
+            .into_iter()
+            .map(|step| Node::step_run(step.id))
+            .collect());
     }
     bail!("`{id}` is not a known run id, step run id, or artifact or dataset digest")
 }
@@ -88,6 +97,26 @@ fn merge(graph: &mut Graph, part: Graph) {
         if !graph.edges.iter().any(|e| e.id == edge.id) {
             graph.edges.push(edge);
         }
+    }
+}
+
+/// Drops edges of other runs, and nodes no remaining edge touches (except a lone start node).
+fn keep_run(graph: &mut Graph, run_id: &str) {
+    graph.edges.retain(|edge| edge.run_id == run_id);
+    let touched = |node: &Node| {
+        graph.edges.iter().any(|edge| {
+            (edge.source_kind == node.kind && edge.source_id == node.id)
+                || (edge.target_kind == node.kind && edge.target_id == node.id)
+        })
+    };
+    let keep: Vec<Node> = graph
+        .nodes
+        .iter()
+        .filter(|node| touched(node))
+        .cloned()
+        .collect();
+    if !keep.is_empty() {
+        graph.nodes = keep;
     }
 }
 
@@ -118,12 +147,21 @@ fn node_key(kind: NodeKind, id: &str) -> String {
     format!("{kind}:{id}")
 }
 
-fn print_text(graph: &Graph, labels: &BTreeMap<Node, String>, start: &str, direction: TraverseDirection) {
+fn print_text(
+    graph: &Graph,
+    labels: &BTreeMap<Node, String>,
+    start: &str,
+    direction: TraverseDirection,
+) {
     let word = match direction {
         TraverseDirection::Upstream => "upstream",
         TraverseDirection::Downstream => "downstream",
     };
-    println!("lineage {word} of {start}: {} nodes, {} edges", graph.nodes.len(), graph.edges.len());
+    println!(
+        "lineage {word} of {start}: {} nodes, {} edges",
+        graph.nodes.len(),
+        graph.edges.len()
+    );
     for node in &graph.nodes {
         println!("  {:<80} {}", node_key(node.kind, &node.id), labels[node]);
     }
@@ -169,7 +207,10 @@ fn print_dot(graph: &Graph, labels: &BTreeMap<Node, String>) {
             NodeKind::StepRun => "box",
         };
         let label = labels[node].replace('"', "'");
-        println!("  \"{}\" [shape={shape}, label=\"{label}\"];", node_key(node.kind, &node.id));
+        println!(
+            "  \"{}\" [shape={shape}, label=\"{label}\"];",
+            node_key(node.kind, &node.id)
+        );
     }
     for edge in &graph.edges {
         println!(

@@ -25,12 +25,41 @@ pub struct Cli {
 
     /// Directory to scan for plugins (each in a NAME@VERSION subdirectory with plugin.toml and
     /// plugin.wasm); repeat for several [default: DATA_DIR/plugins].
-    #[arg(long = "plugin-dir", global = true, env = "RUNLEDGER_PLUGIN_DIR", value_delimiter = ':')]
+    #[arg(
+        long = "plugin-dir",
+        global = true,
+        env = "RUNLEDGER_PLUGIN_DIR",
+        value_delimiter = ':'
+    )]
     plugin_dirs: Vec<PathBuf>,
 
     /// Database URL, such as postgres://user@host/db [default: SQLite file in DATA_DIR].
-    #[arg(long, global = true, env = "RUNLEDGER_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "RUNLEDGER_DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
+
+    /// Cap on the memory any plugin may request, in MiB [default: 4096].
+    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_MEMORY_MIB",
+        value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_plugin_memory_mib: Option<u64>,
+
+    /// Cap on the wall-clock time of one plugin call, in seconds [default: 86400].
+    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_TIMEOUT_SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    max_plugin_timeout_secs: Option<u64>,
+
+    /// Cap on the fuel (about one unit per WebAssembly instruction) of one plugin call.
+    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_FUEL",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    max_plugin_fuel: Option<u64>,
+
+    /// Instance allocator for plugins: auto uses pooling when the address space allows it.
+    #[arg(long, global = true, env = "RUNLEDGER_ALLOCATOR", value_enum)]
+    allocator: Option<crate::runtime::AllocatorChoice>,
 
     #[command(subcommand)]
     command: Command,
@@ -59,7 +88,13 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let config = Config::resolve(cli.data_dir, cli.plugin_dirs, cli.database_url);
+    let mut config = Config::resolve(cli.data_dir, cli.plugin_dirs, cli.database_url);
+    config.sandbox = crate::config::SandboxCaps {
+        max_memory_mib: cli.max_plugin_memory_mib,
+        max_timeout_secs: cli.max_plugin_timeout_secs,
+        max_fuel: cli.max_plugin_fuel,
+        allocator: cli.allocator,
+    };
     let result = match cli.command {
         Command::Run(args) => run::run(&config, args),
         Command::Runs(command) => runs::run(&config, command),
@@ -83,5 +118,6 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

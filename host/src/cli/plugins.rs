@@ -1,7 +1,7 @@
 //! `runledger plugins list` and `runledger plugins inspect`.
 
 use crate::config::Config;
-use crate::runtime::{Plugin, PluginRegistry, Runtime, RuntimeSettings};
+use crate::runtime::{Plugin, PluginRegistry, Runtime};
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
@@ -47,7 +47,11 @@ fn list(config: &Config, registry: &PluginRegistry, json: bool) -> Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     if registry.plugins().next().is_none() {
-        let dirs: Vec<String> = config.plugin_dirs.iter().map(|d| d.display().to_string()).collect();
+        let dirs: Vec<String> = config
+            .plugin_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
         println!("no plugins found in {}", dirs.join(", "));
     } else {
         println!("{:<20} {:<10} {:<17} DIGEST", "NAME", "VERSION", "KIND");
@@ -82,10 +86,7 @@ fn summary(plugin: &Plugin) -> serde_json::Value {
 
 fn inspect(config: &Config, registry: &PluginRegistry, spec: &str, json: bool) -> Result<ExitCode> {
     let plugin = registry.resolve(spec)?;
-    let runtime = Runtime::new(RuntimeSettings {
-        cache_dir: Some(config.compile_cache_dir()),
-        ..RuntimeSettings::default()
-    })?;
+    let runtime = Runtime::new(config.runtime_settings())?;
     let load = runtime.prepare(&plugin);
     let limits = runtime.effective_limits(&plugin, None);
     let manifest = &plugin.manifest;
@@ -111,7 +112,11 @@ fn inspect(config: &Config, registry: &PluginRegistry, spec: &str, json: bool) -
     } else {
         print_inspect(&details);
     }
-    Ok(if load.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if load.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print_inspect(details: &serde_json::Value) {
@@ -121,11 +126,17 @@ fn print_inspect(details: &serde_json::Value) {
     println!("  kind         {}", field("kind"));
     println!("  world        {}", field("world"));
     println!("  digest       sha256:{}", field("digest"));
-    println!("  directory    {}", details["dir"].as_str().unwrap_or_default());
+    println!(
+        "  directory    {}",
+        details["dir"].as_str().unwrap_or_default()
+    );
     let component = &details["component"];
     match component["status"].as_str() {
         Some("ok") => println!("  component    ok, implements the world"),
-        _ => println!("  component    INVALID: {}", component["error"].as_str().unwrap_or("")),
+        _ => println!(
+            "  component    INVALID: {}",
+            component["error"].as_str().unwrap_or("")
+        ),
     }
     let limits = &details["effective_limits"];
     println!(

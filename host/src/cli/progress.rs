@@ -26,7 +26,11 @@ impl Progress {
             ProgressDrawTarget::hidden()
         });
         if visible {
-            eprintln!("run {run_id}: {} ({} steps)", plan.definition.name, plan.steps.len());
+            eprintln!(
+                "run {run_id}: {} ({} steps)",
+                plan.definition.name,
+                plan.steps.len()
+            );
         }
         let style = ProgressStyle::with_template("  {spinner} {prefix:<16} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
@@ -65,18 +69,33 @@ fn apply(bars: &BTreeMap<String, ProgressBar>, event: ProgressEvent) {
         ProgressEvent::StepStarted { step, attempt } => {
             if let Some(bar) = bars.get(&step) {
                 bar.enable_steady_tick(Duration::from_millis(120));
-                let suffix = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                let suffix = if attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
                 bar.set_message(format!("running{suffix}"));
             }
         }
-        ProgressEvent::StepRetrying { step, attempt, delay, error } => {
+        ProgressEvent::StepRetrying {
+            step,
+            attempt,
+            delay,
+            error,
+        } => {
             if let Some(bar) = bars.get(&step) {
-                bar.set_message(format!("attempt {attempt} failed, retrying in {delay:?}: {error}"));
+                bar.set_message(format!(
+                    "attempt {attempt} failed, retrying in {delay:?}: {error}"
+                ));
             }
         }
         ProgressEvent::StepFinished(summary) => {
             if let Some(bar) = bars.get(&summary.name) {
-                let note = summary.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+                let note = summary
+                    .error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
                 bar.finish_with_message(format!(
                     "{} in {} ms{note}",
                     summary.status, summary.duration_ms

@@ -42,7 +42,11 @@ pub(crate) fn run(config: &Config, args: ReproduceArgs) -> Result<ExitCode> {
 async fn reproduce(config: &Config, args: ReproduceArgs) -> Result<ExitCode> {
     let context = open_engine(config).await?;
     let original = context.engine.store().get_run_detail(&args.run).await?;
-    let plan = match recorded_plan(&context, &original) {
+    let checked = recorded_plan(&context, &original).and_then(|plan| {
+        context.engine.check_plugins(&plan)?;
+        Ok(plan)
+    });
+    let plan = match checked {
         Ok(plan) => plan,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -50,7 +54,7 @@ async fn reproduce(config: &Config, args: ReproduceArgs) -> Result<ExitCode> {
         }
     };
     let options = RunOptions {
-        parallelism: args.parallelism.unwrap_or(RunOptions::default().parallelism),
+        parallelism: super::run::parallelism(args.parallelism, &context.engine),
         use_cache: false,
         deterministic: true,
         seed: original.run.seed.unwrap_or(0) as u64,
@@ -59,7 +63,8 @@ async fn reproduce(config: &Config, args: ReproduceArgs) -> Result<ExitCode> {
     };
     let summary = execute_with_progress(&context.engine, &plan, &options, !args.json).await?;
     let comparisons = compare(&original, &summary);
-    let identical = summary.status == RunStatus::Succeeded && comparisons.iter().all(|c| c.identical);
+    let identical =
+        summary.status == RunStatus::Succeeded && comparisons.iter().all(|c| c.identical);
     if args.json {
         let out = serde_json::json!({
             "original_run": original.run.id,
@@ -72,14 +77,21 @@ async fn reproduce(config: &Config, args: ReproduceArgs) -> Result<ExitCode> {
     } else {
         print_comparison(&original.run.id, &summary, &comparisons, identical);
     }
-    Ok(if identical { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if identical {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Plans the recorded definition with the recorded inputs, then pins every step to the
 /// recorded plugin digest and params.
 fn recorded_plan(context: &EngineContext, original: &RunDetail) -> Result<Plan> {
     let Some(pipeline) = &original.pipeline else {
-        bail!("run {} has no pipeline definition (it was reported by an external client), so it cannot be re-executed", original.run.id);
+        bail!(
+            "run {} has no pipeline definition (it was reported by an external client), so it cannot be re-executed",
+            original.run.id
+        );
     };
     let pinned_inputs: BTreeMap<String, String> = original
         .artifacts
@@ -101,7 +113,12 @@ fn recorded_plan(context: &EngineContext, original: &RunDetail) -> Result<Plan> 
             .steps
             .iter()
             .find(|s| s.step_run.name == step.name)
-            .with_context(|| format!("run {} has no record of step `{}`", original.run.id, step.name))?;
+            .with_context(|| {
+                format!(
+                    "run {} has no record of step `{}`",
+                    original.run.id, step.name
+                )
+            })?;
         let record = &record.step_run;
         let digest = record.plugin_digest.clone().unwrap_or_default();
         step.plugin = context.registry.by_digest(&digest).with_context(|| {
@@ -122,7 +139,10 @@ fn recorded_plan(context: &EngineContext, original: &RunDetail) -> Result<Plan> 
 fn compare(original: &RunDetail, reproduced: &RunSummary) -> Vec<Comparison> {
     let mut comparisons = Vec::new();
     for step in &original.steps {
-        let new_step = reproduced.steps.iter().find(|s| s.name == step.step_run.name);
+        let new_step = reproduced
+            .steps
+            .iter()
+            .find(|s| s.name == step.step_run.name);
         for output in &step.outputs {
             let new_digest = new_step
                 .and_then(|s| s.outputs.iter().find(|o| o.name == output.link.name))
@@ -139,18 +159,36 @@ fn compare(original: &RunDetail, reproduced: &RunSummary) -> Vec<Comparison> {
     comparisons
 }
 
-fn print_comparison(original: &str, summary: &RunSummary, comparisons: &[Comparison], identical: bool) {
+fn print_comparison(
+    original: &str,
+    summary: &RunSummary,
+    comparisons: &[Comparison],
+    identical: bool,
+) {
     println!();
-    println!("reproduction of run {original} as run {} ({})", summary.run_id, summary.status);
-    println!("  {:<14} {:<10} {:<10} DIGEST", "STEP", "ARTIFACT", "RESULT");
+    println!(
+        "reproduction of run {original} as run {} ({})",
+        summary.run_id, summary.status
+    );
+    println!(
+        "  {:<14} {:<10} {:<10} DIGEST",
+        "STEP", "ARTIFACT", "RESULT"
+    );
     for c in comparisons {
-        let result = if c.identical { "identical" } else { "DIFFERENT" };
+        let result = if c.identical {
+            "identical"
+        } else {
+            "DIFFERENT"
+        };
         let digest = match (&c.reproduced, c.identical) {
             (Some(new), false) => format!("{} -> {new}", c.original),
             (None, _) => format!("{} -> (not produced)", c.original),
             _ => c.original.clone(),
         };
-        println!("  {:<14} {:<10} {:<10} {digest}", c.step, c.artifact, result);
+        println!(
+            "  {:<14} {:<10} {:<10} {digest}",
+            c.step, c.artifact, result
+        );
     }
     if identical {
         println!("all {} artifacts are bit-identical", comparisons.len());

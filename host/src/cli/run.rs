@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::engine::plan::plan;
 use crate::engine::{Engine, Plan, PlanContext, RunOptions, RunSummary};
 use crate::store::{RunStatus, StepStatus};
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -67,9 +67,14 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
 }
 
 async fn run_async(config: &Config, args: RunArgs) -> Result<ExitCode> {
+    let text = match std::fs::read_to_string(&args.pipeline) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("error: cannot read pipeline file {}: {error}", args.pipeline.display());
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
     let context = open_engine(config).await?;
-    let text = std::fs::read_to_string(&args.pipeline)
-        .with_context(|| format!("cannot read pipeline file {}", args.pipeline.display()))?;
     let base_dir = parent_dir(&args.pipeline);
     let overrides: Map<String, Value> = args
         .params
@@ -91,7 +96,7 @@ async fn run_async(config: &Config, args: RunArgs) -> Result<ExitCode> {
         }
     };
     let options = RunOptions {
-        parallelism: args.parallelism.unwrap_or(RunOptions::default().parallelism),
+        parallelism: parallelism(args.parallelism, &context.engine),
         use_cache: !args.no_cache,
         deterministic: !args.nondeterministic,
         seed: args.seed,
@@ -106,6 +111,17 @@ async fn run_async(config: &Config, args: RunArgs) -> Result<ExitCode> {
         print_summary(&summary);
     }
     Ok(exit_code(summary.status))
+}
+
+/// The requested parallelism, or the number of cores, capped at what the runtime's instance
+/// pool can hold.
+pub(crate) fn parallelism(requested: Option<usize>, engine: &Engine) -> usize {
+    let wanted = requested.unwrap_or(RunOptions::default().parallelism).max(1);
+    let max = engine.max_parallelism();
+    if wanted > max {
+        eprintln!("warning: --parallelism {wanted} lowered to {max}, the size of the instance pool");
+    }
+    wanted.min(max)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -133,7 +149,9 @@ pub(crate) async fn execute_with_progress(
     });
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let display = Progress::start(&run_id, plan, receiver, show_progress);
-    let result = engine.execute(&run_id, plan, options, cancel, Some(sender)).await;
+    let result = engine
+        .execute(&run_id, plan, options, cancel, Some(sender))
+        .await;
     ctrl_c.abort();
     display.finish().await;
     Ok(result?)
@@ -156,7 +174,10 @@ fn print_summary(summary: &RunSummary) {
         summary.status,
         summary.duration_ms as f64 / 1000.0
     );
-    println!("  {:<16} {:<10} {:>9} {:>8}  DETAILS", "STEP", "STATUS", "DURATION", "ATTEMPTS");
+    println!(
+        "  {:<16} {:<10} {:>9} {:>8}  DETAILS",
+        "STEP", "STATUS", "DURATION", "ATTEMPTS"
+    );
     for step in &summary.steps {
         let details = match (&step.error, step.status) {
             (Some(error), _) => error.clone(),
@@ -175,7 +196,10 @@ fn print_summary(summary: &RunSummary) {
             details
         );
     }
-    println!("show the whole record with: runledger runs show {}", summary.run_id);
+    println!(
+        "show the whole record with: runledger runs show {}",
+        summary.run_id
+    );
 }
 
 /// `key=value` for the step's own metrics, leaving out resource use (`STEP/...`).

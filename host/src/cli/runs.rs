@@ -23,7 +23,7 @@ pub(crate) enum RunsCommand {
         /// Only runs with this tag: KEY=VALUE; repeat to require several.
         #[arg(long = "tag", value_parser = parse_key_value)]
         tags: Vec<(String, String)>,
-        /// Most runs to list.
+        /// Maximum number of runs to list.
         #[arg(long, default_value_t = 50)]
         limit: u64,
         /// Print JSON.
@@ -35,6 +35,17 @@ pub(crate) enum RunsCommand {
         /// Run id.
         run: String,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the log of every step of a run, or of one step.
+    Logs {
+        /// Run id.
+        run: String,
+        /// Only this step.
+        #[arg(long)]
+        step: Option<String>,
+        /// Print JSON lines.
         #[arg(long)]
         json: bool,
     },
@@ -54,10 +65,17 @@ pub(crate) fn run(config: &Config, command: RunsCommand) -> Result<ExitCode> {
     tokio_runtime()?.block_on(async {
         let store = open_store(config).await?;
         match command {
-            RunsCommand::List { pipeline, status, tags, limit, json } => {
-                list(&store, pipeline, status, tags, limit, json).await
-            }
+            RunsCommand::List {
+                pipeline,
+                status,
+                tags,
+                limit,
+                json,
+            } => list(&store, pipeline, status, tags, limit, json).await,
             RunsCommand::Show { run, json } => show(&store, &run, json).await,
+            RunsCommand::Logs { run, step, json } => {
+                logs(&store, &run, step.as_deref(), json).await
+            }
             RunsCommand::Diff { run_a, run_b, json } => diff(&store, &run_a, &run_b, json).await,
         }
     })
@@ -93,7 +111,10 @@ async fn list(
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<36}  {:<20} {:<11} {:<10} {:<19} DURATION", "RUN", "PIPELINE", "STATUS", "USER", "CREATED");
+    println!(
+        "{:<36}  {:<20} {:<11} {:<10} {:<19} DURATION",
+        "RUN", "PIPELINE", "STATUS", "USER", "CREATED"
+    );
     for run in &runs {
         println!(
             "{:<36}  {:<20} {:<11} {:<10} {:<19} {}",
@@ -145,7 +166,10 @@ async fn show(store: &Store, run_id: &str, json: bool) -> Result<ExitCode> {
 fn print_identity(detail: &RunDetail) {
     let run = &detail.run;
     println!("run {}", run.id);
-    println!("  pipeline     {} (project {})", run.name, detail.project.name);
+    println!(
+        "  pipeline     {} (project {})",
+        run.name, detail.project.name
+    );
     if let Some(pipeline) = &detail.pipeline {
         println!("  definition   sha256:{}", pipeline.definition_digest);
     }
@@ -175,10 +199,16 @@ fn print_environment(detail: &RunDetail) {
         None => println!("  git commit   none (pipeline file not in a git repository)"),
     }
     let wasmtime = env.wasmtime_version.as_deref().unwrap_or("-");
-    println!("  runledger    {}, wasmtime {wasmtime}", env.runledger_version);
+    println!(
+        "  runledger    {}, wasmtime {wasmtime}",
+        env.runledger_version
+    );
     println!("  platform     {}/{}", env.os, env.arch);
     for plugin in &env.plugins {
-        println!("  plugin       {}@{} sha256:{}", plugin.name, plugin.version, plugin.digest);
+        println!(
+            "  plugin       {}@{} sha256:{}",
+            plugin.name, plugin.version, plugin.digest
+        );
     }
     if !env.packages.is_empty() {
         println!("  packages     {}", env.packages.join(", "));
@@ -218,7 +248,10 @@ fn print_steps(detail: &RunDetail) {
         }
         for (arrow, links) in [("<-", &step.inputs), ("->", &step.outputs)] {
             for linked in links {
-                println!("      {arrow} {:<12} sha256:{}", linked.link.name, linked.link.digest);
+                println!(
+                    "      {arrow} {:<12} sha256:{}",
+                    linked.link.name, linked.link.digest
+                );
             }
         }
     }
@@ -230,7 +263,12 @@ fn print_metrics(detail: &RunDetail) {
     }
     println!("metrics (latest)");
     for point in &detail.latest_metrics {
-        println!("  {:<32} {} (step {})", point.key, format_metric(point.value), point.step);
+        println!(
+            "  {:<32} {} (step {})",
+            point.key,
+            format_metric(point.value),
+            point.step
+        );
     }
 }
 
@@ -251,6 +289,46 @@ fn print_artifacts(detail: &RunDetail) {
     }
 }
 
+async fn logs(store: &Store, run_id: &str, step: Option<&str>, json: bool) -> Result<ExitCode> {
+    store.require_run(run_id).await?;
+    let steps = store.list_step_runs(run_id).await?;
+    if let Some(name) = step
+        && !steps.iter().any(|s| s.name == name)
+    {
+        let known: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        bail!(
+            "run {run_id} has no step `{name}`; its steps are [{}]",
+            known.join(", ")
+        );
+    }
+    for record in steps
+        .iter()
+        .filter(|s| step.is_none_or(|name| s.name == name))
+    {
+        for line in store.list_step_logs(&record.id, None, None).await? {
+            if json {
+                let out = serde_json::json!({
+                    "step": record.name,
+                    "level": line.level,
+                    "message": line.message,
+                    "fields": line.fields_json,
+                    "timestamp_ms": line.timestamp_ms,
+                });
+                println!("{out}");
+            } else {
+                println!(
+                    "{} {:<12} {:<6} {}",
+                    time(line.timestamp_ms),
+                    record.name,
+                    line.level,
+                    line.message
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(serde::Serialize)]
 struct Difference {
     section: &'static str,
@@ -265,9 +343,19 @@ async fn diff(store: &Store, run_a: &str, run_b: &str, json: bool) -> Result<Exi
     let mut differences = Vec::new();
     compare("param", &a.params, &b.params, &mut differences);
     compare("metric", &metric_map(&a), &metric_map(&b), &mut differences);
-    compare("artifact", &artifact_map(&a), &artifact_map(&b), &mut differences);
+    compare(
+        "artifact",
+        &artifact_map(&a),
+        &artifact_map(&b),
+        &mut differences,
+    );
     compare("plugin", &plugin_map(&a), &plugin_map(&b), &mut differences);
-    compare("environment", &environment_map(&a), &environment_map(&b), &mut differences);
+    compare(
+        "environment",
+        &environment_map(&a),
+        &environment_map(&b),
+        &mut differences,
+    );
     if json {
         println!("{}", serde_json::to_string_pretty(&differences)?);
         return Ok(ExitCode::SUCCESS);
@@ -275,7 +363,13 @@ async fn diff(store: &Store, run_a: &str, run_b: &str, json: bool) -> Result<Exi
     println!("{:<12} {:<32} {:<30} {}", "SECTION", "KEY", run_a, run_b);
     for d in &differences {
         let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
-        println!("{:<12} {:<32} {:<30} {}", d.section, d.key, show(&d.a), show(&d.b));
+        println!(
+            "{:<12} {:<32} {:<30} {}",
+            d.section,
+            d.key,
+            show(&d.a),
+            show(&d.b)
+        );
     }
     if differences.is_empty() {
         println!("the runs do not differ in params, metrics, artifacts, plugins or environment");
@@ -331,7 +425,10 @@ fn plugin_map(detail: &RunDetail) -> BTreeMap<String, String> {
         .iter()
         .filter_map(|step| {
             let record = &step.step_run;
-            record.plugin_digest.clone().map(|digest| (record.name.clone(), digest))
+            record
+                .plugin_digest
+                .clone()
+                .map(|digest| (record.name.clone(), digest))
         })
         .collect()
 }
@@ -344,7 +441,10 @@ fn environment_map(detail: &RunDetail) -> BTreeMap<String, String> {
             map.insert("git.dirty".into(), git.dirty.to_string());
         }
         map.insert("runledger".into(), env.runledger_version.clone());
-        map.insert("wasmtime".into(), env.wasmtime_version.clone().unwrap_or_default());
+        map.insert(
+            "wasmtime".into(),
+            env.wasmtime_version.clone().unwrap_or_default(),
+        );
         map.insert("platform".into(), format!("{}/{}", env.os, env.arch));
         map.insert("packages".into(), env.packages.join(","));
     }

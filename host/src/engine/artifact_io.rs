@@ -4,7 +4,7 @@
 //! SHA-256, so hashing and file I/O overlap with the component's own work. Channels between the
 //! threads hold at most [`QUEUED_CHUNKS`] chunks, which bounds the extra memory per artifact.
 
-use crate::runtime::{ArtifactIo, ArtifactRef, OutputSink};
+use crate::runtime::{ArtifactIo, ArtifactRef, InputSource, OutputSink, ReadSource};
 use crate::store::artifacts::{ArtifactStore, ArtifactWriter};
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -34,13 +34,13 @@ impl StoreArtifactIo {
 }
 
 impl ArtifactIo for StoreArtifactIo {
-    fn open_input(&mut self, artifact: &ArtifactRef) -> io::Result<Box<dyn Read + Send>> {
+    fn open_input(&mut self, artifact: &ArtifactRef) -> io::Result<Box<dyn InputSource>> {
         let reader = self
             .store
             .open_reader(&artifact.digest)
             .map_err(io::Error::other)?;
         if artifact.size < READ_AHEAD_MIN_BYTES {
-            return Ok(Box::new(reader));
+            return Ok(Box::new(ReadSource(reader)));
         }
         Ok(Box::new(ReadAhead::spawn(reader)?))
     }
@@ -99,18 +99,19 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-impl Read for ReadAhead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl InputSource for ReadAhead {
+    /// Hands over the next read-ahead chunk whole when it fits, so large reads copy nothing.
+    fn read_chunk(&mut self, max: usize) -> io::Result<Vec<u8>> {
         if self.offset == self.current.len() {
             if self.done {
-                return Ok(0);
+                return Ok(Vec::new());
             }
             match self.chunks.recv() {
-                Ok(Ok(chunk)) if chunk.is_empty() => {
-                    self.done = true;
-                    return Ok(0);
-                }
                 Ok(Ok(chunk)) => {
+                    self.done = chunk.is_empty();
+                    if chunk.len() <= max {
+                        return Ok(chunk);
+                    }
                     self.current = chunk;
                     self.offset = 0;
                 }
@@ -118,10 +119,10 @@ impl Read for ReadAhead {
                 Err(_) => return Err(io::Error::other("read-ahead thread stopped")),
             }
         }
-        let count = (self.current.len() - self.offset).min(buf.len());
-        buf[..count].copy_from_slice(&self.current[self.offset..self.offset + count]);
+        let count = (self.current.len() - self.offset).min(max);
+        let chunk = self.current[self.offset..self.offset + count].to_vec();
         self.offset += count;
-        Ok(count)
+        Ok(chunk)
     }
 }
 
@@ -169,28 +170,49 @@ impl WriteBehind {
     }
 }
 
-impl Write for WriteBehind {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let WriteState::Inline(writer) = &mut self.state {
-            if writer.size() + (buf.len() as u64) <= CHUNK_BYTES as u64 {
-                return writer.write(buf);
-            }
+impl WriteBehind {
+    fn start_if_inline(&mut self) -> io::Result<()> {
+        if matches!(self.state, WriteState::Inline(_)) {
             let WriteState::Inline(writer) = std::mem::replace(&mut self.state, WriteState::Broken)
             else {
-                unreachable!("matched above");
+                unreachable!("checked above");
             };
             self.state = Self::start_thread(writer)?;
         }
+        Ok(())
+    }
+
+    fn send(&mut self, chunk: Vec<u8>) -> io::Result<()> {
         match std::mem::replace(&mut self.state, WriteState::Broken) {
-            WriteState::Threaded { chunks, worker } => match chunks.send(buf.to_vec()) {
+            WriteState::Threaded { chunks, worker } => match chunks.send(chunk) {
                 Ok(()) => {
                     self.state = WriteState::Threaded { chunks, worker };
-                    Ok(buf.len())
+                    Ok(())
                 }
                 Err(_) => Err(Self::worker_error(worker)),
             },
             _ => Err(io::Error::other("artifact writer failed earlier")),
         }
+    }
+}
+
+impl Drop for WriteBehind {
+    /// Waits for the helper thread, so an abandoned output's temporary file is gone when the
+    /// sink is.
+    fn drop(&mut self) {
+        if let WriteState::Threaded { chunks, worker } =
+            std::mem::replace(&mut self.state, WriteState::Broken)
+        {
+            drop(chunks);
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_chunk(buf.to_vec())?;
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -199,8 +221,18 @@ impl Write for WriteBehind {
 }
 
 impl OutputSink for WriteBehind {
-    fn commit(self: Box<Self>) -> io::Result<(String, u64)> {
-        let writer = match self.state {
+    fn write_chunk(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        if let WriteState::Inline(writer) = &mut self.state
+            && writer.size() + (chunk.len() as u64) <= CHUNK_BYTES as u64
+        {
+            return writer.write_all(&chunk);
+        }
+        self.start_if_inline()?;
+        self.send(chunk)
+    }
+
+    fn commit(mut self: Box<Self>) -> io::Result<(String, u64)> {
+        let writer = match std::mem::replace(&mut self.state, WriteState::Broken) {
             WriteState::Inline(writer) => writer,
             WriteState::Threaded { chunks, worker } => {
                 drop(chunks);

@@ -152,8 +152,9 @@ impl PipelineDefinition {
     /// Parses YAML text and checks it against the pipeline schema. `origin` names the text in
     /// errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, DefinitionError> {
-        let value: Value = serde_yaml_ng::from_str(text)
-            .map_err(|error| DefinitionError::single(origin, "/", format!("invalid YAML: {error}")))?;
+        let value: Value = serde_yaml_ng::from_str(text).map_err(|error| {
+            DefinitionError::single(origin, "/", format!("invalid YAML: {error}"))
+        })?;
         let problems: Vec<Problem> = schema_validator()
             .iter_errors(&value)
             .map(|error| Problem {
@@ -184,7 +185,7 @@ fn pointer_or_root(pointer: &str) -> String {
 pub fn parse_timeout(text: &str) -> Option<Duration> {
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (digits, unit) = text.split_at(split);
-    let amount: u64 = digits.parse().ok()?;
+    let amount: u64 = digits.parse().ok().filter(|amount| *amount > 0)?;
     let millis = match unit {
         "ms" => amount,
         "s" => amount.checked_mul(1_000)?,
@@ -225,7 +226,9 @@ steps:
 
     #[test]
     fn schema_errors_name_their_place() {
-        let text = VALID.replace("retries: 1", "retries: -1").replace("timeout: 30s", "tmeout: 1");
+        let text = VALID
+            .replace("retries: 1", "retries: -1")
+            .replace("timeout: 30s", "tmeout: 1");
 
         let error = PipelineDefinition::parse(&text, "demo.yaml").unwrap_err();
 
@@ -248,5 +251,6 @@ steps:
         assert_eq!(parse_timeout("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_timeout("5 m"), None);
         assert_eq!(parse_timeout("s"), None);
+        assert_eq!(parse_timeout("0s"), None);
     }
 }

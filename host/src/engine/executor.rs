@@ -1,11 +1,11 @@
 //! The scheduler: starts every step whose inputs are ready, up to the parallelism limit, skips
 //! the dependents of failed steps, and stops cleanly when the run is cancelled.
 
-use super::plan::{Plan, PlannedInput, Source};
+use super::plan::{Plan, Source};
 use super::step::{StepInput, StepTask, run_step};
 use super::{Engine, EngineError, RunOptions};
 use crate::runtime::ArtifactRef;
-use crate::store::{Direction, NewMetric, RunStatus, StepRunUpdate, StepStatus};
+use crate::store::{Direction, NewMetric, RunStatus, StepCompletion, StepStatus};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,7 +43,12 @@ pub struct StepSummary {
 }
 
 impl StepSummary {
-    pub(super) fn new(task: &StepTask, status: StepStatus, attempts: u32, duration: Duration) -> Self {
+    pub(super) fn new(
+        task: &StepTask,
+        status: StepStatus,
+        attempts: u32,
+        duration: Duration,
+    ) -> Self {
         Self {
             name: task.step.name.clone(),
             step_run_id: task.step_run_id.clone(),
@@ -65,12 +70,17 @@ impl StepSummary {
     pub(super) fn with_metrics(mut self, metrics: &[NewMetric]) -> Self {
         let mut latest: BTreeMap<String, (i64, f64)> = BTreeMap::new();
         for point in metrics {
-            let entry = latest.entry(point.key.clone()).or_insert((point.step, point.value));
+            let entry = latest
+                .entry(point.key.clone())
+                .or_insert((point.step, point.value));
             if point.step >= entry.0 {
                 *entry = (point.step, point.value);
             }
         }
-        self.metrics = latest.into_iter().map(|(key, (_, value))| (key, value)).collect();
+        self.metrics = latest
+            .into_iter()
+            .map(|(key, (_, value))| (key, value))
+            .collect();
         self
     }
 
@@ -135,7 +145,7 @@ struct Scheduler<'a> {
     cancel: Arc<AtomicBool>,
     progress: Option<UnboundedSender<ProgressEvent>>,
     step_run_ids: Vec<String>,
-    pipeline_inputs: BTreeMap<String, ArtifactRef>,
+    pipeline_inputs: BTreeMap<String, (ArtifactRef, bool)>,
     slots: Vec<Slot>,
     summaries: Vec<Option<StepSummary>>,
 }
@@ -150,7 +160,9 @@ pub(super) async fn execute(
 ) -> Result<RunSummary, EngineError> {
     let started = Instant::now();
     let store = engine.store();
-    store.set_run_status(run_id, RunStatus::Running, None).await?;
+    store
+        .set_run_status(run_id, RunStatus::Running, None)
+        .await?;
     let records = store.list_step_runs(run_id).await?;
     let step_run_ids = plan
         .steps
@@ -160,7 +172,12 @@ pub(super) async fn execute(
                 .iter()
                 .find(|record| record.name == step.name)
                 .map(|record| record.id.clone())
-                .ok_or_else(|| EngineError::Other(format!("run {run_id} has no record of step `{}`", step.name)))
+                .ok_or_else(|| {
+                    EngineError::Other(format!(
+                        "run {run_id} has no record of step `{}`",
+                        step.name
+                    ))
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut scheduler = Scheduler {
@@ -196,21 +213,28 @@ pub(super) async fn execute(
     })
 }
 
-async fn pipeline_inputs(engine: &Engine, run_id: &str) -> Result<BTreeMap<String, ArtifactRef>, EngineError> {
-    let links = engine.store().run_artifacts(run_id).await?;
-    Ok(links
-        .into_iter()
-        .filter(|linked| linked.link.step_run_id.is_none() && linked.link.direction == Direction::Input)
-        .map(|linked| {
-            let reference = ArtifactRef {
-                name: linked.link.name.clone(),
-                digest: linked.link.digest.clone(),
-                size: linked.size as u64,
-                media_type: linked.media_type.clone(),
-            };
-            (linked.link.name, reference)
-        })
-        .collect())
+/// The run's pipeline inputs by name, each with whether it is a recorded dataset (raw data
+/// entering the system) rather than an artifact some step produced.
+async fn pipeline_inputs(
+    engine: &Engine,
+    run_id: &str,
+) -> Result<BTreeMap<String, (ArtifactRef, bool)>, EngineError> {
+    let store = engine.store();
+    let mut inputs = BTreeMap::new();
+    for linked in store.run_artifacts(run_id).await? {
+        if linked.link.step_run_id.is_some() || linked.link.direction != Direction::Input {
+            continue;
+        }
+        let is_dataset = store.get_dataset(&linked.link.digest).await?.is_some();
+        let reference = ArtifactRef {
+            name: linked.link.name.clone(),
+            digest: linked.link.digest.clone(),
+            size: linked.size as u64,
+            media_type: linked.media_type.clone(),
+        };
+        inputs.insert(linked.link.name, (reference, is_dataset));
+    }
+    Ok(inputs)
 }
 
 impl Scheduler<'_> {
@@ -237,7 +261,11 @@ impl Scheduler<'_> {
             }
         }
         if self.cancel.load(Ordering::Relaxed) {
-            self.mark_remaining(StepStatus::Cancelled, "run cancelled before the step started").await?;
+            self.mark_remaining(
+                StepStatus::Cancelled,
+                "run cancelled before the step started",
+            )
+            .await?;
         }
         Ok(())
     }
@@ -259,7 +287,10 @@ impl Scheduler<'_> {
 
     fn upstream_done(&self, index: usize) -> bool {
         self.plan.steps[index].upstream.iter().all(|&up| {
-            matches!(self.slots[up], Slot::Done(StepStatus::Succeeded | StepStatus::Cached))
+            matches!(
+                self.slots[up],
+                Slot::Done(StepStatus::Succeeded | StepStatus::Cached)
+            )
         })
     }
 
@@ -286,13 +317,11 @@ impl Scheduler<'_> {
 
     fn resolve_input(&self, name: &str, source: &Source) -> StepInput {
         let (artifact, is_dataset) = match source {
-            Source::PipelineInput(input) => {
-                let artifact = self.pipeline_inputs[input].clone();
-                let is_dataset = matches!(self.plan.inputs.get(input), Some(PlannedInput::File { .. }));
-                (artifact, is_dataset)
-            }
+            Source::PipelineInput(input) => self.pipeline_inputs[input].clone(),
             Source::StepOutput { step, output } => {
-                let summary = self.summaries[*step].as_ref().expect("upstream step finished");
+                let summary = self.summaries[*step]
+                    .as_ref()
+                    .expect("upstream step finished");
                 let artifact = summary
                     .outputs
                     .iter()
@@ -322,12 +351,18 @@ impl Scheduler<'_> {
                 let blocker = self.plan.steps[index].upstream.iter().copied().find(|&up| {
                     matches!(
                         self.slots[up],
-                        Slot::Done(StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled)
+                        Slot::Done(
+                            StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled
+                        )
                     )
                 });
                 if let Some(up) = blocker {
-                    let reason = format!("skipped: upstream step `{}` did not succeed", self.plan.steps[up].name);
-                    self.finish_unrun(index, StepStatus::Skipped, reason).await?;
+                    let reason = format!(
+                        "skipped: upstream step `{}` did not succeed",
+                        self.plan.steps[up].name
+                    );
+                    self.finish_unrun(index, StepStatus::Skipped, reason)
+                        .await?;
                     changed = true;
                 }
             }
@@ -337,7 +372,11 @@ impl Scheduler<'_> {
         }
     }
 
-    async fn mark_remaining(&mut self, status: StepStatus, reason: &str) -> Result<(), EngineError> {
+    async fn mark_remaining(
+        &mut self,
+        status: StepStatus,
+        reason: &str,
+    ) -> Result<(), EngineError> {
         for index in 0..self.plan.steps.len() {
             if self.slots[index] == Slot::Pending {
                 self.finish_unrun(index, status, reason.to_owned()).await?;
@@ -346,16 +385,16 @@ impl Scheduler<'_> {
         Ok(())
     }
 
-    async fn finish_unrun(&mut self, index: usize, status: StepStatus, reason: String) -> Result<(), EngineError> {
+    async fn finish_unrun(
+        &mut self,
+        index: usize,
+        status: StepStatus,
+        reason: String,
+    ) -> Result<(), EngineError> {
         let step_run_id = self.step_run_ids[index].clone();
-        self.engine
-            .store()
-            .update_step_run(&step_run_id, StepRunUpdate {
-                status,
-                attempts: Some(0),
-                error: Some(reason.clone()),
-            })
-            .await?;
+        let mut completion = StepCompletion::new(self.run_id, &step_run_id, status, 0);
+        completion.error = Some(reason.clone());
+        self.engine.store().complete_step(&completion).await?;
         let summary = StepSummary {
             name: self.plan.steps[index].name.clone(),
             step_run_id,
@@ -383,7 +422,10 @@ impl Scheduler<'_> {
         let statuses: Vec<StepStatus> = statuses.collect();
         if self.cancel.load(Ordering::Relaxed) || statuses.contains(&StepStatus::Cancelled) {
             RunStatus::Cancelled
-        } else if statuses.iter().all(|s| matches!(s, StepStatus::Succeeded | StepStatus::Cached)) {
+        } else if statuses
+            .iter()
+            .all(|s| matches!(s, StepStatus::Succeeded | StepStatus::Cached))
+        {
             RunStatus::Succeeded
         } else {
             RunStatus::Failed
@@ -396,7 +438,13 @@ impl Scheduler<'_> {
             .iter()
             .flatten()
             .filter(|s| s.status == StepStatus::Failed)
-            .map(|s| format!("step `{}` failed: {}", s.name, s.error.as_deref().unwrap_or("unknown error")))
+            .map(|s| {
+                format!(
+                    "step `{}` failed: {}",
+                    s.name,
+                    s.error.as_deref().unwrap_or("unknown error")
+                )
+            })
             .collect();
         (!failed.is_empty()).then(|| failed.join("; "))
     }

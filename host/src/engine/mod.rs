@@ -63,9 +63,9 @@ pub struct RunOptions {
     pub seed: u64,
     /// Tags to record.
     pub tags: Vec<(String, String)>,
-    /// Who started the run.
+    /// The user who started the run.
     pub user: String,
-    /// How it was started.
+    /// The interface that started it.
     pub source: RunSource,
     /// Directory of the pipeline file, for its git state.
     pub pipeline_dir: Option<PathBuf>,
@@ -104,19 +104,52 @@ impl Engine {
         }
     }
 
-    /// The database.
+    /// Returns the database.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// The artifact files.
+    /// Returns the artifact files.
     pub fn artifacts(&self) -> &ArtifactStore {
         &self.artifacts
     }
 
+    /// Most steps that can run at once: the runtime's instance pool size.
+    pub fn max_parallelism(&self) -> usize {
+        self.runtime.settings().pool_instances.max(1) as usize
+    }
+
+    /// Loads every plugin of the plan, so a corrupt component or one that does not implement
+    /// its world is reported before any step runs.
+    pub fn check_plugins(&self, plan: &Plan) -> Result<(), DefinitionError> {
+        let problems: Vec<Problem> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(index, step)| {
+                let error = self.runtime.prepare(&step.plugin).err()?;
+                Some(Problem {
+                    place: format!("/steps/{index}/plugin (step {})", step.name),
+                    message: error.to_string(),
+                })
+            })
+            .collect();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(DefinitionError {
+            origin: plan.definition.name.clone(),
+            problems,
+        })
+    }
+
     /// Records a new run of `plan`: pipeline, params, tags, environment, imported inputs and a
     /// pending step run per step. Returns the run id.
-    pub async fn create_run(&self, plan: &Plan, options: &RunOptions) -> Result<String, EngineError> {
+    pub async fn create_run(
+        &self,
+        plan: &Plan,
+        options: &RunOptions,
+    ) -> Result<String, EngineError> {
         record::create_run(self, plan, options).await
     }
 
@@ -131,18 +164,20 @@ impl Engine {
     ) -> Result<RunSummary, EngineError> {
         executor::execute(self, run_id, plan, options, cancel, progress).await
     }
+}
 
-    /// Marks runs left `running` or `queued` by dead processes on this host as `interrupted`.
-    pub async fn recover_interrupted(&self) -> Result<Vec<String>, EngineError> {
-        let hostname = environment::hostname();
-        let own_pid = std::process::id();
-        let ids = self
-            .store
-            .mark_interrupted(&hostname, |pid| pid == own_pid || environment::process_alive(pid))
-            .await?;
-        for id in &ids {
-            tracing::warn!(run_id = %id, "run left running by a dead process marked interrupted");
-        }
-        Ok(ids)
+/// Marks runs left `running` or `queued` by dead processes on this host as `interrupted`, and
+/// returns their ids.
+pub async fn recover_interrupted(store: &Store) -> Result<Vec<String>, EngineError> {
+    let hostname = environment::hostname();
+    let own_pid = std::process::id();
+    let ids = store
+        .mark_interrupted(&hostname, |pid| {
+            pid == own_pid || environment::process_alive(pid)
+        })
+        .await?;
+    for id in &ids {
+        tracing::warn!(run_id = %id, "run left running by a dead process marked interrupted");
     }
+    Ok(ids)
 }

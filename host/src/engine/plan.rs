@@ -177,14 +177,19 @@ fn resolve_inputs(
     let mut inputs = BTreeMap::new();
     for (name, spec) in &definition.inputs {
         let place = format!("/inputs/{name}");
-        let media_type = spec.media_type.clone().unwrap_or_else(|| "application/octet-stream".into());
+        let media_type = spec
+            .media_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into());
         let pinned = context.pinned_inputs.get(name).or(spec.digest.as_ref());
         if let Some(digest) = pinned {
             if !context.artifacts.contains(digest) {
                 problem(
                     problems,
                     place,
-                    format!("no artifact with digest {digest} is stored; run the pipeline that produces it or give a file path"),
+                    format!(
+                        "no artifact with digest {digest} is stored; run the pipeline that produces it or give a file path"
+                    ),
                 );
                 continue;
             }
@@ -196,11 +201,20 @@ fn resolve_inputs(
                 problem(
                     problems,
                     place,
-                    format!("input file {} does not exist; fix the path (relative to the pipeline file)", full.display()),
+                    format!(
+                        "input file {} does not exist; fix the path (relative to the pipeline file)",
+                        full.display()
+                    ),
                 );
                 continue;
             }
-            inputs.insert(name.clone(), PlannedInput::File { path: full, media_type });
+            inputs.insert(
+                name.clone(),
+                PlannedInput::File {
+                    path: full,
+                    media_type,
+                },
+            );
         }
     }
     inputs
@@ -219,7 +233,10 @@ fn resolve_steps(
             problem(
                 problems,
                 format!("/steps/{index}/name"),
-                format!("duplicate step name `{}` (first used by step {first}); rename one", step.name),
+                format!(
+                    "duplicate step name `{}` (first used by step {first}); rename one",
+                    step.name
+                ),
             );
         }
     }
@@ -227,7 +244,7 @@ fn resolve_steps(
         .steps
         .iter()
         .enumerate()
-        .map(|(index, step)| resolve_plugin(index, &step.plugin, registry, problems))
+        .map(|(index, step)| resolve_plugin(index, step, registry, problems))
         .collect();
     let resolver = StepResolver {
         definition,
@@ -245,16 +262,20 @@ fn resolve_steps(
 
 fn resolve_plugin(
     index: usize,
-    spec: &str,
+    step: &super::definition::StepSpec,
     registry: &PluginRegistry,
     problems: &mut Vec<Problem>,
 ) -> Option<Arc<Plugin>> {
-    let place = format!("/steps/{index}/plugin");
-    match registry.resolve(spec) {
+    let place = format!("/steps/{index}/plugin (step {})", step.name);
+    match registry.resolve(&step.plugin) {
         Ok(plugin) if plugin.manifest.kind == PluginKind::StepExecutor => Some(plugin),
         Ok(plugin) => {
             let kind = plugin.manifest.kind.world();
-            problem(problems, place, format!("plugin {} is a {kind}, not a step-executor", plugin.id()));
+            problem(
+                problems,
+                place,
+                format!("plugin {} is a {kind}, not a step-executor", plugin.id()),
+            );
             None
         }
         Err(error) => {
@@ -272,6 +293,13 @@ struct StepResolver<'a> {
 }
 
 impl StepResolver<'_> {
+    /// A JSON pointer into step `index`, followed by the step's name so the reader need not
+    /// count steps: `/steps/1/params/alpha (step train)`.
+    fn place(&self, index: usize, suffix: &str) -> String {
+        let name = &self.definition.steps[index].name;
+        format!("/steps/{index}/{suffix} (step {name})")
+    }
+
     fn resolve(&self, index: usize, problems: &mut Vec<Problem>) -> Option<PlannedStep> {
         let spec = &self.definition.steps[index];
         let plugin = self.plugins[index].clone()?;
@@ -281,7 +309,11 @@ impl StepResolver<'_> {
         let timeout = spec.timeout.as_deref().and_then(|text| {
             let parsed = parse_timeout(text);
             if parsed.is_none() {
-                problem(problems, format!("/steps/{index}/timeout"), format!("invalid timeout `{text}`: use a number with ms, s, m or h"));
+                problem(
+                    problems,
+                    self.place(index, "timeout"),
+                    format!("invalid timeout `{text}`: use a number with ms, s, m or h"),
+                );
             }
             parsed
         });
@@ -297,7 +329,12 @@ impl StepResolver<'_> {
             .collect();
         Some(PlannedStep {
             name: spec.name.clone(),
-            outputs: plugin.manifest.outputs.iter().map(|o| o.name.clone()).collect(),
+            outputs: plugin
+                .manifest
+                .outputs
+                .iter()
+                .map(|o| o.name.clone())
+                .collect(),
             plugin,
             params,
             inputs,
@@ -315,17 +352,26 @@ impl StepResolver<'_> {
         problems: &mut Vec<Problem>,
     ) -> BTreeMap<String, Source> {
         let spec = &self.definition.steps[index];
-        let declared: Vec<&str> = plugin.manifest.inputs.iter().map(|i| i.name.as_str()).collect();
+        let declared: Vec<&str> = plugin
+            .manifest
+            .inputs
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
         let mut inputs = BTreeMap::new();
         for (name, source) in &spec.inputs {
-            let place = format!("/steps/{index}/inputs/{name}");
+            let place = self.place(index, &format!("inputs/{name}"));
             if !declared.contains(&name.as_str()) {
                 let hint = nearest(name, declared.iter().copied());
-                problem(problems, place, format!(
-                    "plugin {} has no input `{name}`{hint}; its inputs are [{}]",
-                    plugin.id(),
-                    declared.join(", ")
-                ));
+                problem(
+                    problems,
+                    place,
+                    format!(
+                        "plugin {} has no input `{name}`{hint}; its inputs are [{}]",
+                        plugin.id(),
+                        declared.join(", ")
+                    ),
+                );
                 continue;
             }
             if let Some(resolved) = self.resolve_source(source, &place, problems) {
@@ -334,18 +380,27 @@ impl StepResolver<'_> {
         }
         for input in &plugin.manifest.inputs {
             if !input.optional && !spec.inputs.contains_key(&input.name) {
-                problem(problems, format!("/steps/{index}/inputs"), format!(
-                    "required input `{}` of plugin {} is not wired; add `{}: STEP.OUTPUT` or `inputs.NAME`",
-                    input.name,
-                    plugin.id(),
-                    input.name
-                ));
+                problem(
+                    problems,
+                    self.place(index, "inputs"),
+                    format!(
+                        "required input `{}` of plugin {} is not wired; add `{}: STEP.OUTPUT` or `inputs.NAME`",
+                        input.name,
+                        plugin.id(),
+                        input.name
+                    ),
+                );
             }
         }
         inputs
     }
 
-    fn resolve_source(&self, source: &str, place: &str, problems: &mut Vec<Problem>) -> Option<Source> {
+    fn resolve_source(
+        &self,
+        source: &str,
+        place: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Source> {
         let (left, right) = source.split_once('.')?;
         if left == "inputs" {
             if self.definition.inputs.contains_key(right) {
@@ -354,39 +409,64 @@ impl StepResolver<'_> {
             let names = self.definition.inputs.keys().map(String::as_str);
             let hint = nearest(right, names.clone());
             let known: Vec<&str> = names.collect();
-            problem(problems, place, format!(
-                "unknown pipeline input `{right}`{hint}; the pipeline has inputs [{}]",
-                known.join(", ")
-            ));
+            problem(
+                problems,
+                place,
+                format!(
+                    "unknown pipeline input `{right}`{hint}; the pipeline has inputs [{}]",
+                    known.join(", ")
+                ),
+            );
             return None;
         }
         let Some(&step) = self.index_of.get(left) else {
             let hint = nearest(left, self.index_of.keys().copied());
-            problem(problems, place, format!("unknown upstream step `{left}` in `{source}`{hint}"));
+            problem(
+                problems,
+                place,
+                format!("unknown upstream step `{left}` in `{source}`{hint}"),
+            );
             return None;
         };
         let plugin = self.plugins[step].as_ref()?;
-        let outputs: Vec<&str> = plugin.manifest.outputs.iter().map(|o| o.name.as_str()).collect();
+        let outputs: Vec<&str> = plugin
+            .manifest
+            .outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
         if !outputs.contains(&right) {
             let hint = nearest(right, outputs.iter().copied());
-            problem(problems, place, format!(
-                "step `{left}` ({}) has no output `{right}`{hint}; its outputs are [{}]",
-                plugin.id(),
-                outputs.join(", ")
-            ));
+            problem(
+                problems,
+                place,
+                format!(
+                    "step `{left}` ({}) has no output `{right}`{hint}; its outputs are [{}]",
+                    plugin.id(),
+                    outputs.join(", ")
+                ),
+            );
             return None;
         }
-        Some(Source::StepOutput { step, output: right.to_owned() })
+        Some(Source::StepOutput {
+            step,
+            output: right.to_owned(),
+        })
     }
 
-    fn resolve_params(&self, index: usize, plugin: &Plugin, problems: &mut Vec<Problem>) -> Map<String, Value> {
+    fn resolve_params(
+        &self,
+        index: usize,
+        plugin: &Plugin,
+        problems: &mut Vec<Problem>,
+    ) -> Map<String, Value> {
         let spec = &self.definition.steps[index];
         let mut resolved = Map::new();
         for (name, value) in &spec.params {
-            let place = format!("/steps/{index}/params/{name}");
+            let place = self.place(index, &format!("params/{name}"));
             match substitute(value, self.params) {
                 Ok(value) => {
-                    resolved.insert(name.clone(), value);
+                    resolved.insert(name.clone(), integral_floats_as_integers(value));
                 }
                 Err(message) => problem(problems, place, message),
             }
@@ -394,16 +474,42 @@ impl StepResolver<'_> {
         if let Err(invalid) = plugin.validate_params(&Value::Object(resolved.clone())) {
             for violation in invalid.violations {
                 let path = violation.path.trim_start_matches('/');
-                let place = format!("/steps/{index}/params/{path}").trim_end_matches('/').to_owned();
-                problem(problems, place, format!(
-                    "{} (rule `{}` of plugin {}'s params schema)",
-                    violation.message,
-                    violation.rule,
-                    plugin.id()
-                ));
+                let place = self.place(index, format!("params/{path}").trim_end_matches('/'));
+                problem(
+                    problems,
+                    place,
+                    format!(
+                        "{} (rule `{}` of plugin {}'s params schema)",
+                        violation.message,
+                        violation.rule,
+                        plugin.id()
+                    ),
+                );
             }
         }
         resolved
+    }
+}
+
+/// Turns floats without a fraction (`1e3`, `5.0`) into integers. JSON Schema counts them as
+/// integers, so a plugin's schema accepts them, and a plugin that reads an integer then gets one.
+fn integral_floats_as_integers(value: Value) -> Value {
+    match value {
+        Value::Number(number) => match number.as_f64() {
+            Some(float)
+                if number.is_f64() && float.fract() == 0.0 && float.abs() < 9.0e15 =>
+            {
+                Value::from(float as i64)
+            }
+            _ => Value::Number(number),
+        },
+        Value::Array(items) => items.into_iter().map(integral_floats_as_integers).collect(),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, item)| (key, integral_floats_as_integers(item)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -411,7 +517,10 @@ impl StepResolver<'_> {
 fn substitute(value: &Value, params: &Map<String, Value>) -> Result<Value, String> {
     match value {
         Value::String(text) => {
-            let Some(name) = text.strip_prefix("${params.").and_then(|rest| rest.strip_suffix('}')) else {
+            let Some(name) = text
+                .strip_prefix("${params.")
+                .and_then(|rest| rest.strip_suffix('}'))
+            else {
                 return Ok(value.clone());
             };
             params.get(name).cloned().ok_or_else(|| {
@@ -419,7 +528,11 @@ fn substitute(value: &Value, params: &Map<String, Value>) -> Result<Value, Strin
                 format!("`{text}` refers to unknown pipeline param `{name}`{hint}")
             })
         }
-        Value::Array(items) => items.iter().map(|item| substitute(item, params)).collect::<Result<_, _>>().map(Value::Array),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| substitute(item, params))
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
         Value::Object(map) => map
             .iter()
             .map(|(key, item)| substitute(item, params).map(|v| (key.clone(), v)))
@@ -437,7 +550,12 @@ fn check_cycles(steps: &[PlannedStep], problems: &mut Vec<Problem>) {
         Active,
         Done,
     }
-    fn visit(index: usize, steps: &[PlannedStep], marks: &mut [Mark], path: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn visit(
+        index: usize,
+        steps: &[PlannedStep],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         marks[index] = Mark::Active;
         path.push(index);
         for &next in &steps[index].upstream {
@@ -468,10 +586,14 @@ fn check_cycles(steps: &[PlannedStep], problems: &mut Vec<Problem>) {
         if let Some(mut cycle) = visit(index, steps, &mut marks, &mut Vec::new()) {
             cycle.reverse();
             let names: Vec<&str> = cycle.iter().map(|&i| steps[i].name.as_str()).collect();
-            problem(problems, "/steps", format!(
-                "the steps form a cycle: {}; a step can only consume outputs of steps before it in the flow",
-                names.join(" -> ")
-            ));
+            problem(
+                problems,
+                "/steps",
+                format!(
+                    "the steps form a cycle: {}; a step can only consume outputs of steps before it in the flow",
+                    names.join(" -> ")
+                ),
+            );
             return;
         }
     }

@@ -13,7 +13,11 @@ pub(super) async fn create_run(
     options: &RunOptions,
 ) -> Result<String, EngineError> {
     let store = engine.store();
-    let project = plan.definition.project.as_deref().unwrap_or(DEFAULT_PROJECT);
+    let project = plan
+        .definition
+        .project
+        .as_deref()
+        .unwrap_or(DEFAULT_PROJECT);
     let pipeline = store
         .ensure_pipeline(project, &plan.definition.name, &plan.text)
         .await?;
@@ -31,7 +35,9 @@ pub(super) async fn create_run(
             }),
         })
         .await?;
-    store.log_params(&run.id, &param_strings(&plan.params)).await?;
+    store
+        .log_params(&run.id, &param_strings(&plan.params))
+        .await?;
     store.set_tags(&run.id, &options.tags).await?;
     let plugins = record_plugins(engine, plan).await?;
     let snapshot = environment::snapshot(options.pipeline_dir.as_deref(), plugins);
@@ -98,9 +104,16 @@ async fn import_inputs(engine: &Engine, run_id: &str, plan: &Plan) -> Result<(),
                 let (digest, size) =
                     tokio::task::spawn_blocking(move || artifacts.import_file(&source))
                         .await
-                        .map_err(|error| EngineError::Other(format!("input import failed: {error}")))??;
+                        .map_err(|error| {
+                            EngineError::Other(format!("input import failed: {error}"))
+                        })??;
                 let uri = path.canonicalize().unwrap_or_else(|_| path.clone());
-                (digest, size, media_type.clone(), Some(uri.display().to_string()))
+                (
+                    digest,
+                    size,
+                    media_type.clone(),
+                    Some(uri.display().to_string()),
+                )
             }
             PlannedInput::Stored { digest, media_type } => {
                 let size = engine.artifacts().size_of(digest)?;
@@ -119,20 +132,20 @@ async fn import_inputs(engine: &Engine, run_id: &str, plan: &Plan) -> Result<(),
 }
 
 async fn create_step_runs(engine: &Engine, run_id: &str, plan: &Plan) -> Result<(), EngineError> {
-    for step in &plan.steps {
-        engine
-            .store()
-            .create_step_run(NewStepRun {
-                run_id: run_id.to_owned(),
-                name: step.name.clone(),
-                plugin: Some(plugin_ref(&step.plugin)),
-                executor: "wasm".to_owned(),
-                status: StepStatus::Pending,
-                params: Value::Object(step.params.clone()),
-                cache_key: None,
-                cached_from: None,
-            })
-            .await?;
-    }
+    let steps = plan
+        .steps
+        .iter()
+        .map(|step| NewStepRun {
+            run_id: run_id.to_owned(),
+            name: step.name.clone(),
+            plugin: Some(plugin_ref(&step.plugin)),
+            executor: "wasm".to_owned(),
+            status: StepStatus::Pending,
+            params: Value::Object(step.params.clone()),
+            cache_key: None,
+            cached_from: None,
+        })
+        .collect();
+    engine.store().create_step_runs(steps).await?;
     Ok(())
 }

@@ -5,7 +5,8 @@ use super::plan::PlannedStep;
 use super::{Engine, EngineError, StoreArtifactIo, environment, sha256_hex};
 use crate::runtime::{ArtifactRef, CallError, CallReport, StepCall};
 use crate::store::{
-    Direction, NewEdge, NewLogLine, NewMetric, Node, StepRunUpdate, StepStatus,
+    Direction, NewArtifact, NewEdge, NewLogLine, NewMetric, NewStepLink, Node, StepCompletion,
+    StepStatus,
 };
 use serde_json::json;
 use sha2::Digest as _;
@@ -88,14 +89,10 @@ pub(super) async fn run_step(task: StepTask) -> Result<StepSummary, EngineError>
     let started = Instant::now();
     let key = task.cache_key();
     let cacheable = task.step.cache && task.use_cache;
-    task.engine
-        .store()
-        .set_step_cache(&task.step_run_id, Some(&key), None)
-        .await?;
     if cacheable && let Some(summary) = try_cache(&task, &key, started).await? {
         return Ok(summary);
     }
-    run_attempts(&task, started).await
+    run_attempts(&task, &key, started).await
 }
 
 async fn try_cache(
@@ -110,106 +107,188 @@ async fn try_cache(
     if source.id == task.step_run_id {
         return Ok(None);
     }
-    let mut outputs = Vec::new();
-    for link in store.step_outputs(&source.id).await? {
-        let Some(meta) = store.get_artifact(&link.digest).await? else {
-            return Ok(None);
-        };
-        if !task.engine.artifacts().contains(&link.digest) {
-            return Ok(None);
-        }
-        outputs.push(ArtifactRef {
-            name: link.name,
-            digest: link.digest,
-            size: meta.size as u64,
-            media_type: meta.media_type,
-        });
-    }
-    if task.step.outputs.iter().any(|name| !outputs.iter().any(|o| &o.name == name)) {
+    let Some(outputs) = reusable_outputs(task, &source.id).await? else {
         return Ok(None);
-    }
+    };
 
-    record_inputs_and_outputs(task, &outputs).await?;
-    let metrics = store.step_metrics(&source.id).await?;
-    let copied: Vec<NewMetric> = metrics
-        .iter()
+    let mut cached = completion(task, key, StepStatus::Cached, 0, None);
+    cached.cached_from = Some(source.id.clone());
+    cached.metrics = store
+        .step_metrics(&source.id)
+        .await?
+        .into_iter()
         .map(|point| NewMetric {
             step_run_id: Some(task.step_run_id.clone()),
-            key: point.key.clone(),
+            key: point.key,
             value: point.value,
             step: point.step,
             timestamp_ms: point.timestamp_ms,
         })
         .collect();
-    store.log_metrics(&task.run_id, &copied).await?;
-    let note = NewLogLine {
+    cached.logs.push(NewLogLine {
         level: "info".into(),
-        message: format!("cache hit: outputs reused from step run {} of run {}", source.id, source.run_id),
+        message: format!(
+            "cache hit: outputs reused from step run {} of run {}",
+            source.id, source.run_id
+        ),
         fields: None,
         timestamp_ms: chrono::Utc::now().timestamp_millis(),
-    };
-    store.append_step_logs(&task.step_run_id, &[note]).await?;
-    store.set_step_cache(&task.step_run_id, Some(key), Some(&source.id)).await?;
-    store
-        .update_step_run(&task.step_run_id, StepRunUpdate {
-            status: StepStatus::Cached,
-            attempts: Some(0),
-            error: None,
-        })
-        .await?;
+    });
+    add_inputs_and_outputs(&mut cached, task, &outputs);
+    store.complete_step(&cached).await?;
+
     let summary = StepSummary::new(task, StepStatus::Cached, 0, started.elapsed())
         .with_outputs(outputs)
-        .with_metrics(&copied)
+        .with_metrics(&cached.metrics)
         .cached_from(source.id);
     task.send(ProgressEvent::StepFinished(summary.clone()));
     Ok(Some(summary))
 }
 
-async fn run_attempts(task: &StepTask, started: Instant) -> Result<StepSummary, EngineError> {
-    let attempts = task.step.retries + 1;
-    let mut last_error = String::new();
-    for attempt in 1..=attempts {
-        if task.cancel.load(Ordering::Relaxed) {
-            return finish(task, StepStatus::Cancelled, attempt - 1, started, Some("run cancelled".into()), None).await;
+/// Returns the outputs of step run `source` for a cache hit to reuse, or `None` when one of
+/// the step's declared outputs is missing from the records or from the artifact store.
+async fn reusable_outputs(
+    task: &StepTask,
+    source: &str,
+) -> Result<Option<Vec<ArtifactRef>>, EngineError> {
+    let mut outputs = Vec::new();
+    for linked in task.engine.store().step_output_artifacts(source).await? {
+        if !task.engine.artifacts().contains(&linked.link.digest) {
+            return Ok(None);
         }
+        outputs.push(ArtifactRef {
+            name: linked.link.name,
+            digest: linked.link.digest,
+            size: linked.size as u64,
+            media_type: linked.media_type,
+        });
+    }
+    let complete = task
+        .step
+        .outputs
+        .iter()
+        .all(|name| outputs.iter().any(|o| &o.name == name));
+    Ok(complete.then_some(outputs))
+}
+
+/// Outcome of one attempt.
+enum Attempt {
+    /// The step reached its final status, which is recorded.
+    Ended(StepSummary),
+    /// The attempt failed with this error, which a retry may fix, and left these records.
+    Failed(String, AttemptRecords),
+}
+
+/// Log lines and metric values of one attempt, its resource use included.
+struct AttemptRecords {
+    logs: Vec<NewLogLine>,
+    metrics: Vec<NewMetric>,
+}
+
+impl AttemptRecords {
+    /// Moves the records into the step's completion.
+    fn complete(self, mut completion: StepCompletion) -> StepCompletion {
+        completion.logs = self.logs;
+        completion.metrics = self.metrics;
+        completion
+    }
+}
+
+async fn run_attempts(
+    task: &StepTask,
+    key: &str,
+    started: Instant,
+) -> Result<StepSummary, EngineError> {
+    let attempts = task.step.retries + 1;
+    let mut attempt = 1;
+    loop {
+        if task.cancel.load(Ordering::Relaxed) {
+            let error = Some("run cancelled".into());
+            let cancelled = completion(task, key, StepStatus::Cancelled, attempt - 1, error);
+            return finish(task, cancelled, started, Vec::new()).await;
+        }
+
+        let (error, records) = match run_attempt(task, key, attempt, started).await? {
+            Attempt::Ended(summary) => return Ok(summary),
+            Attempt::Failed(error, records) => (error, records),
+        };
+        if attempt == attempts {
+            let last = completion(task, key, StepStatus::Failed, attempt, Some(error));
+            return finish(task, records.complete(last), started, Vec::new()).await;
+        }
+
+        // A retried attempt's records are committed before the pause, so they show while the
+        // step waits and survive a crash.
         task.engine
             .store()
-            .update_step_run(&task.step_run_id, StepRunUpdate {
-                status: StepStatus::Running,
-                attempts: Some(attempt as i32),
-                error: None,
-            })
+            .record_step_attempt(
+                &task.run_id,
+                &task.step_run_id,
+                &records.logs,
+                &records.metrics,
+            )
             .await?;
-        task.send(ProgressEvent::StepStarted { step: task.step.name.clone(), attempt });
-        let report = call_plugin(task, attempt).await;
-        let report = match report {
-            Ok(report) => report,
-            Err(error) => {
-                let message = error.to_string();
-                return finish(task, StepStatus::Failed, attempt, started, Some(message), None).await;
-            }
-        };
-        record_attempt(task, attempt, &report).await?;
-        match &report.outcome {
-            Ok(()) => return finish_success(task, attempt, started, report).await,
-            Err(CallError::Cancelled) => {
-                return finish(task, StepStatus::Cancelled, attempt, started, Some("run cancelled".into()), None).await;
-            }
-            Err(error) => last_error = error.to_string(),
-        }
-        if attempt < attempts {
-            let delay = FIRST_BACKOFF.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_BACKOFF);
-            tracing::warn!(step = %task.step.name, attempt, cause = %last_error, "step attempt failed, retrying");
-            task.send(ProgressEvent::StepRetrying {
-                step: task.step.name.clone(),
-                attempt,
-                delay,
-                error: last_error.clone(),
-            });
-            sleep_unless_cancelled(delay, &task.cancel).await;
-        }
+        wait_before_retry(task, attempt, error).await;
+        attempt += 1;
     }
-    finish(task, StepStatus::Failed, attempts, started, Some(last_error), None).await
+}
+
+/// Runs one attempt and, unless it failed in a way a retry may fix, completes the step.
+async fn run_attempt(
+    task: &StepTask,
+    key: &str,
+    attempt: u32,
+    started: Instant,
+) -> Result<Attempt, EngineError> {
+    task.engine
+        .store()
+        .start_step_attempt(&task.step_run_id, attempt as i32, Some(key))
+        .await?;
+    task.send(ProgressEvent::StepStarted {
+        step: task.step.name.clone(),
+        attempt,
+    });
+
+    let report = match call_plugin(task, attempt).await {
+        Ok(report) => report,
+        Err(error) => {
+            let failed = completion(
+                task,
+                key,
+                StepStatus::Failed,
+                attempt,
+                Some(error.to_string()),
+            );
+            return Ok(Attempt::Ended(
+                finish(task, failed, started, Vec::new()).await?,
+            ));
+        }
+    };
+    let records = attempt_records(task, attempt, &report);
+    let summary = match &report.outcome {
+        Ok(()) => finish_success(task, key, attempt, started, report, records).await?,
+        Err(CallError::Cancelled) => {
+            let error = Some("run cancelled".into());
+            let cancelled = completion(task, key, StepStatus::Cancelled, attempt, error);
+            finish(task, records.complete(cancelled), started, Vec::new()).await?
+        }
+        Err(error) => return Ok(Attempt::Failed(error.to_string(), records)),
+    };
+    Ok(Attempt::Ended(summary))
+}
+
+async fn wait_before_retry(task: &StepTask, attempt: u32, error: String) {
+    let delay = FIRST_BACKOFF
+        .saturating_mul(1 << (attempt - 1).min(16))
+        .min(MAX_BACKOFF);
+    tracing::warn!(step = %task.step.name, attempt, cause = %error, "step attempt failed, retrying");
+    task.send(ProgressEvent::StepRetrying {
+        step: task.step.name.clone(),
+        attempt,
+        delay,
+        error,
+    });
+    sleep_unless_cancelled(delay, &task.cancel).await;
 }
 
 async fn sleep_unless_cancelled(delay: Duration, cancel: &AtomicBool) {
@@ -226,7 +305,11 @@ async fn call_plugin(task: &StepTask, attempt: u32) -> Result<CallReport, Engine
         attempt,
         seed: task.seed(),
         params: task.step.params.clone(),
-        inputs: task.inputs.iter().map(|input| input.artifact.clone()).collect(),
+        inputs: task
+            .inputs
+            .iter()
+            .map(|input| input.artifact.clone())
+            .collect(),
         outputs: task.step.outputs.clone(),
         deterministic: task.deterministic,
         timeout: task.step.timeout,
@@ -241,10 +324,30 @@ async fn call_plugin(task: &StepTask, attempt: u32) -> Result<CallReport, Engine
     Ok(report)
 }
 
-/// Stores an attempt's logs and metrics, including its resource use.
-async fn record_attempt(task: &StepTask, attempt: u32, report: &CallReport) -> Result<(), EngineError> {
-    let store = task.engine.store();
+/// Builds an attempt's log lines and metric values, its resource use included.
+fn attempt_records(task: &StepTask, attempt: u32, report: &CallReport) -> AttemptRecords {
     let now = chrono::Utc::now().timestamp_millis();
+    let mut metrics: Vec<NewMetric> = report
+        .metrics
+        .iter()
+        .map(|point| NewMetric {
+            step_run_id: Some(task.step_run_id.clone()),
+            key: point.key.clone(),
+            value: point.value,
+            step: point.step,
+            timestamp_ms: point.timestamp_ms,
+        })
+        .collect();
+    metrics.extend(resource_metrics(task, attempt, report, now));
+    AttemptRecords {
+        logs: attempt_logs(attempt, report, now),
+        metrics,
+    }
+}
+
+/// Builds an attempt's log lines: the plugin's lines with the attempt number added to their
+/// fields, and a line for the attempt's error if it failed.
+fn attempt_logs(attempt: u32, report: &CallReport, now: i64) -> Vec<NewLogLine> {
     let start_ms = now - report.usage.wall_time.as_millis() as i64;
     let mut lines: Vec<NewLogLine> = report
         .logs
@@ -272,26 +375,17 @@ async fn record_attempt(task: &StepTask, attempt: u32, report: &CallReport) -> R
             timestamp_ms: now,
         });
     }
-    store.append_step_logs(&task.step_run_id, &lines).await?;
-    let mut metrics: Vec<NewMetric> = report
-        .metrics
-        .iter()
-        .map(|point| NewMetric {
-            step_run_id: Some(task.step_run_id.clone()),
-            key: point.key.clone(),
-            value: point.value,
-            step: point.step,
-            timestamp_ms: point.timestamp_ms,
-        })
-        .collect();
-    metrics.extend(resource_metrics(task, attempt, report, now));
-    store.log_metrics(&task.run_id, &metrics).await?;
-    Ok(())
+    lines
 }
 
 /// Wall time, fuel and peak memory of an attempt, as `STEP/wall_time_ms` and so on, with the
 /// attempt number as the metric step.
-fn resource_metrics(task: &StepTask, attempt: u32, report: &CallReport, now: i64) -> Vec<NewMetric> {
+fn resource_metrics(
+    task: &StepTask,
+    attempt: u32,
+    report: &CallReport,
+    now: i64,
+) -> Vec<NewMetric> {
     let usage = &report.usage;
     [
         ("wall_time_ms", usage.wall_time.as_secs_f64() * 1000.0),
@@ -311,9 +405,11 @@ fn resource_metrics(task: &StepTask, attempt: u32, report: &CallReport, now: i64
 
 async fn finish_success(
     task: &StepTask,
+    key: &str,
     attempt: u32,
     started: Instant,
     report: CallReport,
+    records: AttemptRecords,
 ) -> Result<StepSummary, EngineError> {
     let missing: Vec<&str> = task
         .step
@@ -328,9 +424,10 @@ async fn finish_success(
             task.step.plugin.id(),
             missing.join(", ")
         );
-        return finish(task, StepStatus::Failed, attempt, started, Some(message), None).await;
+        let failed = completion(task, key, StepStatus::Failed, attempt, Some(message));
+        return finish(task, records.complete(failed), started, Vec::new()).await;
     }
-    record_inputs_and_outputs(task, &report.outputs).await?;
+
     let metrics: Vec<NewMetric> = report
         .metrics
         .iter()
@@ -342,62 +439,90 @@ async fn finish_success(
             timestamp_ms: point.timestamp_ms,
         })
         .collect();
-    let summary = finish(task, StepStatus::Succeeded, attempt, started, None, Some(report.outputs)).await?;
+    let succeeded = completion(task, key, StepStatus::Succeeded, attempt, None);
+    let mut succeeded = records.complete(succeeded);
+    add_inputs_and_outputs(&mut succeeded, task, &report.outputs);
+    let summary = finish(task, succeeded, started, report.outputs).await?;
     Ok(summary.with_metrics(&metrics))
 }
 
-async fn finish(
+/// Starts the step's completion. It carries the cache key because a step that started no
+/// attempt, a cache hit or a step cancelled before its first attempt, has not stored it yet.
+fn completion(
     task: &StepTask,
+    key: &str,
     status: StepStatus,
     attempts: u32,
-    started: Instant,
     error: Option<String>,
-    outputs: Option<Vec<ArtifactRef>>,
+) -> StepCompletion {
+    let mut completion =
+        StepCompletion::new(&task.run_id, &task.step_run_id, status, attempts as i32);
+    completion.error = error;
+    completion.cache_key = Some(key.to_owned());
+    completion
+}
+
+/// Commits the step's completion in one transaction and reports the step finished.
+async fn finish(
+    task: &StepTask,
+    completion: StepCompletion,
+    started: Instant,
+    outputs: Vec<ArtifactRef>,
 ) -> Result<StepSummary, EngineError> {
-    task.engine
-        .store()
-        .update_step_run(&task.step_run_id, StepRunUpdate {
-            status,
-            attempts: Some(attempts as i32),
-            error: error.clone(),
-        })
-        .await?;
-    let mut summary = StepSummary::new(task, status, attempts, started.elapsed());
-    summary.error = error;
-    summary = summary.with_outputs(outputs.unwrap_or_default());
+    task.engine.store().complete_step(&completion).await?;
+    let attempts = completion.attempts as u32;
+    let mut summary = StepSummary::new(task, completion.status, attempts, started.elapsed());
+    summary.error = completion.error;
+    summary = summary.with_outputs(outputs);
     task.send(ProgressEvent::StepFinished(summary.clone()));
     Ok(summary)
 }
 
-/// Links the step's inputs and outputs to it and adds the lineage edges
-/// input -> step run -> output.
-async fn record_inputs_and_outputs(task: &StepTask, outputs: &[ArtifactRef]) -> Result<(), EngineError> {
-    let store = task.engine.store();
+/// Adds to the completion the links of the step's inputs and outputs, the outputs' metadata
+/// and the lineage edges input -> step run -> output.
+fn add_inputs_and_outputs(
+    completion: &mut StepCompletion,
+    task: &StepTask,
+    outputs: &[ArtifactRef],
+) {
     let step_node = Node::step_run(task.step_run_id.clone());
-    let mut edges = Vec::new();
     for input in &task.inputs {
         let artifact = &input.artifact;
-        store
-            .link_artifact(&task.run_id, Some(&task.step_run_id), &artifact.name, &artifact.digest, Direction::Input)
-            .await?;
+        completion
+            .links
+            .push(link(&artifact.name, &artifact.digest, Direction::Input));
         let source = if input.is_dataset {
             Node::dataset(artifact.digest.clone())
         } else {
             Node::artifact(artifact.digest.clone())
         };
-        edges.push(NewEdge { run_id: task.run_id.clone(), source, target: step_node.clone() });
+        completion.edges.push(NewEdge {
+            run_id: task.run_id.clone(),
+            source,
+            target: step_node.clone(),
+        });
     }
     for output in outputs {
-        store.record_artifact(&output.digest, output.size, &output.media_type).await?;
-        store
-            .link_artifact(&task.run_id, Some(&task.step_run_id), &output.name, &output.digest, Direction::Output)
-            .await?;
-        edges.push(NewEdge {
+        completion.artifacts.push(NewArtifact {
+            digest: output.digest.clone(),
+            size: output.size,
+            media_type: output.media_type.clone(),
+        });
+        completion
+            .links
+            .push(link(&output.name, &output.digest, Direction::Output));
+        completion.edges.push(NewEdge {
             run_id: task.run_id.clone(),
             source: step_node.clone(),
             target: Node::artifact(output.digest.clone()),
         });
     }
-    store.add_edges(&edges).await?;
-    Ok(())
+}
+
+fn link(name: &str, digest: &str, direction: Direction) -> NewStepLink {
+    NewStepLink {
+        name: name.to_owned(),
+        digest: digest.to_owned(),
+        direction,
+    }
 }

@@ -2,7 +2,6 @@
 //! and the translation of whatever ended it into a [`CallError`] that names the cause.
 
 use super::bindings::{GuestError, StepExecutorPre, WitStepContext, types};
-use super::engine::ticks_for;
 use super::error::CallError;
 use super::io::{ArtifactIo, ArtifactRef};
 use super::state::{CallState, EffectiveLimits, LogLine, MetricPoint, StdioCapture};
@@ -15,7 +14,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
+use super::host::clocks::VirtualClock;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// What to run: the step's identity, params and artifacts.
 #[derive(Debug, Clone)]
@@ -70,31 +70,6 @@ pub struct CallReport {
     pub limits: EffectiveLimits,
 }
 
-/// The wall clock every deterministic call sees: 2020-01-01T00:00:00Z.
-const FIXED_WALL_CLOCK: Duration = Duration::from_secs(1_577_836_800);
-
-struct FixedClock;
-
-impl HostWallClock for FixedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(1)
-    }
-
-    fn now(&self) -> Duration {
-        FIXED_WALL_CLOCK
-    }
-}
-
-impl HostMonotonicClock for FixedClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
 pub(crate) struct CallSetup<'a> {
     pub(crate) engine: &'a Engine,
     pub(crate) pre: &'a StepExecutorPre<CallState>,
@@ -102,7 +77,12 @@ pub(crate) struct CallSetup<'a> {
     pub(crate) scratch_dir: Option<&'a std::path::Path>,
 }
 
-fn build_wasi(call: &StepCall, stdio: &StdioCapture, setup: &CallSetup<'_>) -> WasiCtx {
+fn build_wasi(
+    call: &StepCall,
+    stdio: &StdioCapture,
+    setup: &CallSetup<'_>,
+    clock: Option<&VirtualClock>,
+) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder.stdout(stdio.stream(false));
     builder.stderr(stdio.stream(true));
@@ -121,8 +101,10 @@ fn build_wasi(call: &StepCall, stdio: &StdioCapture, setup: &CallSetup<'_>) -> W
         builder.secure_random(rand::rngs::StdRng::seed_from_u64(call.seed));
         builder.insecure_random(rand::rngs::StdRng::seed_from_u64(!call.seed));
         builder.insecure_random_seed(u128::from(call.seed));
-        builder.wall_clock(FixedClock);
-        builder.monotonic_clock(FixedClock);
+    }
+    if let Some(clock) = clock {
+        builder.wall_clock(clock.clone());
+        builder.monotonic_clock(clock.clone());
     }
     if let Some(dir) = setup.scratch_dir {
         let granted = builder.preopened_dir(dir, "/scratch", wasmtime_wasi::FsPerms::ReadWrite);
@@ -184,8 +166,9 @@ pub(crate) fn run_call(
     let started = Instant::now();
     let violations = ViolationLog::default();
     let stdio = StdioCapture::new(setup.limits.max_stdio_bytes, violations.clone());
+    let virtual_clock = call.deterministic.then(VirtualClock::default);
     let state = CallState {
-        wasi: build_wasi(call, &stdio, &setup),
+        wasi: build_wasi(call, &stdio, &setup, virtual_clock.as_ref()),
         table: ResourceTable::new(),
         limiter: CallState::new_limiter(setup.limits.memory_bytes, violations.clone()),
         limits: setup.limits.clone(),
@@ -201,6 +184,8 @@ pub(crate) fn run_call(
         stdio: stdio.clone(),
         filesystem_granted: setup.scratch_dir.is_some(),
         started,
+        deadline: started + setup.limits.timeout,
+        virtual_clock,
     };
     let mut store = Store::new(setup.engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -211,7 +196,8 @@ pub(crate) fn run_call(
             message: error.to_string(),
         })
         .and_then(|()| {
-            watch_deadline(&mut store, ticks_for(setup.limits.timeout), call.cancel.clone());
+            let deadline = started + setup.limits.timeout;
+            watch_deadline(&mut store, deadline, call.cancel.clone());
             invoke(&mut store, setup.pre, call)
         });
     finish_report(store, outcome, fuel, started, &setup.limits)
@@ -222,16 +208,18 @@ pub(crate) fn run_call(
 #[error("the call was cancelled")]
 struct CancelledCall;
 
-/// Checks the cancel flag and the wall-clock limit on every epoch tick.
-fn watch_deadline(store: &mut Store<CallState>, limit_ticks: u64, cancel: Option<Arc<AtomicBool>>) {
-    let mut elapsed_ticks = 0;
+/// Checks the cancel flag and the wall-clock deadline on every epoch tick while wasm runs.
+///
+/// NOTE: a call blocked in a host function is only stopped when it returns to wasm. Sleeps are
+/// cut short at the deadline (see `host::clocks`), and the other blocking WASI calls reach
+/// nothing in this sandbox, but a cancel request waits for a running sleep to end.
+fn watch_deadline(store: &mut Store<CallState>, deadline: Instant, cancel: Option<Arc<AtomicBool>>) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        elapsed_ticks += 1;
         if cancel.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed)) {
             return Err(wasmtime::Error::new(CancelledCall));
         }
-        if elapsed_ticks >= limit_ticks {
+        if Instant::now() >= deadline {
             return Err(Trap::Interrupt.into());
         }
         Ok(UpdateDeadline::Continue(1))
@@ -251,7 +239,9 @@ fn invoke(
     call: &StepCall,
 ) -> Result<(), CallError> {
     let raw: RawOutcome = (|| {
-        let bindings = pre.instantiate(&mut *store).map_err(RawFailure::Instantiate)?;
+        let bindings = pre
+            .instantiate(&mut *store)
+            .map_err(RawFailure::Instantiate)?;
         let context = wit_context(call);
         let result = bindings
             .runledger_plugin_executor()
@@ -261,6 +251,24 @@ fn invoke(
     })();
     let violations = store.data().violations.take();
     classify(raw, violations, &store.data().stdio, &store.data().limits)
+}
+
+/// Longest error message kept from a plugin; the rest is cut, so a plugin cannot flood the
+/// step record or the terminal through its error value.
+const MAX_ERROR_MESSAGE_BYTES: usize = 16 << 10;
+
+fn truncate_message(mut message: String) -> String {
+    if message.len() <= MAX_ERROR_MESSAGE_BYTES {
+        return message;
+    }
+    let total = message.len();
+    let mut cut = MAX_ERROR_MESSAGE_BYTES;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(&format!(" ... ({} more bytes cut)", total - cut));
+    message
 }
 
 fn guest_error(error: GuestError) -> CallError {
@@ -275,7 +283,7 @@ fn guest_error(error: GuestError) -> CallError {
     };
     CallError::Plugin {
         kind: kind.to_owned(),
-        message,
+        message: truncate_message(message),
     }
 }
 
@@ -292,25 +300,34 @@ fn classify(
     {
         // Rust's panic handler reads RUST_BACKTRACE, so a panic always looks like an attempt
         // to read the environment; the panic message says more.
-        violations.retain(|v| !matches!(v, Violation::Denied { capability, .. }
-            if *capability == super::violations::Capability::Environment));
+        violations.retain(|v| {
+            !matches!(v, Violation::Denied { capability, .. }
+            if *capability == super::violations::Capability::Environment)
+        });
     }
-    let failed = !matches!(raw, Ok(Ok(())));
-    if failed && let Some(error) = violation_error(&violations) {
-        return Err(error);
-    }
-    match raw {
+    let outcome = match raw {
         Ok(result) => result,
         Err(RawFailure::Instantiate(error)) => Err(instantiate_error(error, limits)),
         Err(RawFailure::Trap(error)) => Err(trap_error(&error, stdio, limits)),
-    }
+    };
+    let Err(failure) = outcome else {
+        return Ok(());
+    };
+    Err(violation_error(&violations, &failure).unwrap_or(failure))
 }
 
-fn violation_error(violations: &[Violation]) -> Option<CallError> {
+/// The recorded violation that explains `failure`: a denied capability (keeping the plugin's
+/// own error beside it), else a limit.
+fn violation_error(violations: &[Violation], failure: &CallError) -> Option<CallError> {
+    let plugin_error = match failure {
+        CallError::LimitExceeded { .. } => None,
+        other => Some(other.to_string()),
+    };
     let denied = violations.iter().find_map(|v| match v {
         Violation::Denied { capability, detail } => Some(CallError::CapabilityDenied {
             capability: *capability,
             detail: detail.clone(),
+            plugin_error: plugin_error.clone(),
         }),
         Violation::Limit(_) => None,
     });
@@ -350,7 +367,11 @@ fn trap_limit(trap: Trap, limits: &EffectiveLimits) -> Option<CallError> {
     Some(CallError::LimitExceeded { limit })
 }
 
-fn trap_error(error: &wasmtime::Error, stdio: &StdioCapture, limits: &EffectiveLimits) -> CallError {
+fn trap_error(
+    error: &wasmtime::Error,
+    stdio: &StdioCapture,
+    limits: &EffectiveLimits,
+) -> CallError {
     if error.downcast_ref::<CancelledCall>().is_some() {
         return CallError::Cancelled;
     }

@@ -8,8 +8,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Interval between epoch increments. A timeout is rounded up to whole ticks, so this is the
-/// precision of wall-clock limits; 10 ms keeps the ticker's own cost negligible.
+/// Interval between epoch increments, so the precision of wall-clock limits and cancellation;
+/// 10 ms keeps the ticker's own cost negligible.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Native stack a call may use for WebAssembly frames. Deep enough for recursive parsers, small
@@ -55,13 +55,15 @@ fn pooling_config(settings: &RuntimeSettings) -> PoolingAllocationConfig {
     pool.max_tables_per_component(MAX_TABLES_PER_COMPONENT);
     pool.max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT);
     pool.table_elements(MAX_TABLE_ELEMENTS);
-    pool.max_memory_size(settings.max_memory_bytes.min(4 << 30) as usize);
+    // Slots always reserve the largest 32-bit memory, so a component's declared minimum never
+    // fails the pool's own check: the per-call limiter enforces the operator's memory cap.
+    pool.max_memory_size(4 << 30);
     pool.max_component_instance_size(16 << 20);
     pool.max_core_instance_size(16 << 20);
-    // Resetting a slot with memset is cheaper than madvise for the first pages a small
-    // component touches; beyond these sizes the kernel takes the pages back.
-    pool.linear_memory_keep_resident(1 << 20);
-    pool.table_keep_resident(1 << 16);
+    // Resetting the first pages of a slot with memset is cheaper than madvise for the few
+    // pages a small component touches; beyond this size the kernel takes the pages back.
+    pool.linear_memory_keep_resident(64 << 10);
+    pool.table_keep_resident(16 << 10);
     pool
 }
 
@@ -76,7 +78,9 @@ pub(crate) fn build_engine(
     }
 
     let mut config = base_config();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(settings)));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+        settings,
+    )));
     match Engine::new(&config) {
         Ok(engine) => {
             tracing::info!(
@@ -131,10 +135,4 @@ impl Drop for EpochTicker {
             let _ = thread.join();
         }
     }
-}
-
-/// Number of epoch ticks that covers `timeout`, at least one.
-pub(crate) fn ticks_for(timeout: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_millis().max(1);
-    (timeout.as_millis().div_ceil(tick)).max(1) as u64
 }

@@ -76,16 +76,20 @@ pub enum CallError {
         /// The limit.
         limit: Limit,
     },
-    /// The plugin tried to use a capability the sandbox withholds.
+    /// The plugin tried to use a capability the sandbox withholds, and then failed.
     #[error(
-        "denied capability: {capability} ({detail}); plugins get no host files, environment \
-         variables or network unless their manifest requests a capability the operator grants"
+        "denied capability: {capability} ({detail}); plugins get no host files (except a \
+         scratch directory their manifest requests), environment variables or network{}",
+        .plugin_error.as_ref().map(|e| format!("; the plugin then failed: {e}")).unwrap_or_default()
     )]
     CapabilityDenied {
         /// The capability.
         capability: Capability,
         /// What the plugin attempted.
         detail: String,
+        /// How the plugin failed afterwards, in its own words.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plugin_error: Option<String>,
     },
     /// The plugin returned an error value.
     #[error("plugin returned an error: {kind}: {message}")]

@@ -170,10 +170,12 @@ impl Manifest {
             path: origin.to_owned(),
             message: error.to_string().trim_end().replace('\n', " "),
         })?;
-        manifest.validate().map_err(|message| ManifestError::Invalid {
-            path: origin.to_owned(),
-            message,
-        })?;
+        manifest
+            .validate()
+            .map_err(|message| ManifestError::Invalid {
+                path: origin.to_owned(),
+                message,
+            })?;
         Ok(manifest)
     }
 
@@ -201,6 +203,14 @@ impl Manifest {
         validate_decls("inputs", &self.inputs)?;
         validate_decls("outputs", &self.outputs)?;
         self.validate_limits()?;
+        if let Some(kind) = self.params_schema.get("type")
+            && kind != "object"
+        {
+            return Err(format!(
+                "params-schema has type {kind}, but params are always a JSON object: use \
+                 type = \"object\""
+            ));
+        }
         super::schema::compile_schema(&self.params_schema)
             .map(|_| ())
             .map_err(|error| format!("params-schema is not a valid JSON Schema: {error}"))
@@ -216,8 +226,13 @@ impl Manifest {
         ];
         for (field, value) in fields {
             if value == Some(0) {
-                return Err(format!("limits.{field} is 0: give a positive value or omit it"));
+                return Err(format!(
+                    "limits.{field} is 0: give a positive value or omit it"
+                ));
             }
+        }
+        if limits.max_output_mib.is_some_and(|mib| mib > 1 << 24) {
+            return Err("limits.max-output-mib is over 16 TiB: give a realistic size".into());
         }
         if limits.memory_mib.is_some_and(|mib| mib > 4096) {
             return Err(format!(
@@ -281,7 +296,9 @@ description = "says hello"
     fn rejects_unknown_key_naming_it() {
         let text = format!("{MINIMAL}colour = \"blue\"\n");
 
-        let error = Manifest::parse(&text, "plugin.toml").unwrap_err().to_string();
+        let error = Manifest::parse(&text, "plugin.toml")
+            .unwrap_err()
+            .to_string();
 
         assert!(error.contains("colour"), "{error}");
     }
@@ -290,7 +307,9 @@ description = "says hello"
     fn rejects_missing_field_naming_it() {
         let text = MINIMAL.replace("kind = \"step-executor\"\n", "");
 
-        let error = Manifest::parse(&text, "plugin.toml").unwrap_err().to_string();
+        let error = Manifest::parse(&text, "plugin.toml")
+            .unwrap_err()
+            .to_string();
 
         assert!(error.contains("missing field `kind`"), "{error}");
     }
@@ -299,7 +318,9 @@ description = "says hello"
     fn rejects_wrong_type() {
         let text = format!("{MINIMAL}[limits]\nmemory-mib = \"lots\"\n");
 
-        let error = Manifest::parse(&text, "plugin.toml").unwrap_err().to_string();
+        let error = Manifest::parse(&text, "plugin.toml")
+            .unwrap_err()
+            .to_string();
 
         assert!(error.contains("memory-mib"), "{error}");
     }
@@ -308,7 +329,9 @@ description = "says hello"
     fn rejects_unknown_kind() {
         let text = MINIMAL.replace("step-executor", "step-exekutor");
 
-        let error = Manifest::parse(&text, "plugin.toml").unwrap_err().to_string();
+        let error = Manifest::parse(&text, "plugin.toml")
+            .unwrap_err()
+            .to_string();
 
         assert!(error.contains("step-exekutor"), "{error}");
     }
@@ -321,7 +344,10 @@ description = "says hello"
         let version_error = Manifest::parse(&bad_version, "p").unwrap_err().to_string();
         let name_error = Manifest::parse(&bad_name, "p").unwrap_err().to_string();
 
-        assert!(version_error.contains("semantic version"), "{version_error}");
+        assert!(
+            version_error.contains("semantic version"),
+            "{version_error}"
+        );
         assert!(name_error.contains("Hello World"), "{name_error}");
     }
 
@@ -329,16 +355,26 @@ description = "says hello"
     fn rejects_invalid_params_schema() {
         let text = format!("{MINIMAL}[params-schema]\ntype = \"objekt\"\n");
 
-        let error = Manifest::parse(&text, "plugin.toml").unwrap_err().to_string();
+        let error = Manifest::parse(&text, "plugin.toml")
+            .unwrap_err()
+            .to_string();
 
         assert!(error.contains("params-schema"), "{error}");
     }
 
     #[test]
+    fn rejects_params_schema_that_is_not_an_object() {
+        let text = format!("{MINIMAL}[params-schema]\ntype = \"string\"\n");
+
+        let error = Manifest::parse(&text, "plugin.toml").unwrap_err().to_string();
+
+        assert!(error.contains("always a JSON object"), "{error}");
+    }
+
+    #[test]
     fn rejects_zero_limit_and_duplicate_output() {
         let zero = format!("{MINIMAL}[limits]\nfuel = 0\n");
-        let duplicate =
-            format!("{MINIMAL}[[outputs]]\nname = \"a\"\n[[outputs]]\nname = \"a\"\n");
+        let duplicate = format!("{MINIMAL}[[outputs]]\nname = \"a\"\n[[outputs]]\nname = \"a\"\n");
 
         let zero_error = Manifest::parse(&zero, "p").unwrap_err().to_string();
         let duplicate_error = Manifest::parse(&duplicate, "p").unwrap_err().to_string();

@@ -44,9 +44,11 @@ pub use cache::LoadSource;
 pub use call::{CallReport, StepCall, Usage};
 pub use engine::AllocatorKind;
 pub use error::{CallError, RuntimeError};
-pub use io::{ArtifactIo, ArtifactRef, OutputSink};
+pub use io::{ArtifactIo, ArtifactRef, InputSource, OutputSink, ReadSource};
 pub use manifest::{Manifest, PluginKind};
-pub use registry::{COMPONENT_FILE, LoadProblem, MANIFEST_FILE, Plugin, PluginRegistry};
+pub use registry::{
+    COMPONENT_FILE, DuplicatePlugin, LoadProblem, MANIFEST_FILE, Plugin, PluginRegistry,
+};
 pub use schema::{InvalidParams, SchemaViolation};
 pub use settings::{AllocatorChoice, RuntimeSettings};
 pub use state::{EffectiveLimits, LogLine, MetricPoint};
@@ -109,12 +111,12 @@ impl Runtime {
         })
     }
 
-    /// The allocator the engine uses.
+    /// Returns the allocator the engine uses.
     pub fn allocator(&self) -> AllocatorKind {
         self.allocator
     }
 
-    /// The operator settings.
+    /// Returns the operator settings.
     pub fn settings(&self) -> &RuntimeSettings {
         &self.settings
     }
@@ -130,7 +132,8 @@ impl Runtime {
             return Ok(prepared.clone());
         }
         let prepared = Arc::new(self.load(plugin)?);
-        self.prepared.insert(plugin.digest.clone(), prepared.clone());
+        self.prepared
+            .insert(plugin.digest.clone(), prepared.clone());
         Ok(prepared)
     }
 
@@ -160,7 +163,10 @@ impl Runtime {
             world: plugin.manifest.kind.world().to_owned(),
             message: format!("{error:#}"),
         };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(world_error)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(world_error)?;
         let pre = StepExecutorPre::new(instance_pre).map_err(world_error)?;
         let (imports, exports) = interface_names(&self.engine, &component);
         let info = LoadInfo {
@@ -174,7 +180,7 @@ impl Runtime {
         Ok(Prepared { pre, info })
     }
 
-    /// The limits a call of `plugin` runs under: the manifest's requests, else the defaults,
+    /// Computes the limits a call of `plugin` runs under: the manifest's requests, else the defaults,
     /// each capped by the operator settings, and the call's own timeout if it is tighter.
     pub fn effective_limits(&self, plugin: &Plugin, timeout: Option<Duration>) -> EffectiveLimits {
         let requested = &plugin.manifest.limits;
@@ -248,6 +254,7 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     host::wasi_audit::shadow_wasi_functions(&mut linker)?;
+    host::clocks::shadow_monotonic_clock(&mut linker)?;
     bindings::StepExecutor::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
         &mut linker,
         |state| state,
@@ -255,9 +262,18 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     Ok(linker)
 }
 
-fn interface_names(engine: &Engine, component: &wasmtime::component::Component) -> (Vec<String>, Vec<String>) {
+fn interface_names(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+) -> (Vec<String>, Vec<String>) {
     let ty = component.component_type();
-    let imports = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
-    let exports = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let imports = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let exports = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     (imports, exports)
 }

@@ -45,12 +45,11 @@ impl Plugin {
             path: component.display().to_string(),
             source,
         })?;
-        let validator = compile_schema(&manifest.params_schema).map_err(|message| {
-            ManifestError::Invalid {
+        let validator =
+            compile_schema(&manifest.params_schema).map_err(|message| ManifestError::Invalid {
                 path: dir.join(MANIFEST_FILE).display().to_string(),
                 message: format!("params-schema is not a valid JSON Schema: {message}"),
-            }
-        })?;
+            })?;
         Ok(Self {
             manifest,
             digest: hex::encode(Sha256::digest(&bytes)),
@@ -92,6 +91,21 @@ pub struct PluginRegistry {
     problems: Vec<LoadProblem>,
 }
 
+/// Why a plugin was not added to a registry.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "plugin {id} in {dir} is ignored: {first} already provides {id}; give one of them another \
+     version"
+)]
+pub struct DuplicatePlugin {
+    /// `name@version`.
+    pub id: String,
+    /// Directory of the ignored plugin.
+    pub dir: String,
+    /// Directory of the plugin kept.
+    pub first: String,
+}
+
 impl PluginRegistry {
     /// Scans each directory for plugin subdirectories. Plugins that fail to load are kept as
     /// [`LoadProblem`]s, so one broken plugin does not hide the others.
@@ -115,32 +129,41 @@ impl PluginRegistry {
             .collect();
         dirs.sort();
         for dir in dirs {
-            match Plugin::load(&dir) {
-                Ok(plugin) => {
-                    self.insert(plugin);
-                }
-                Err(error) => {
-                    tracing::warn!(dir = %dir.display(), cause = %error, "plugin skipped");
-                    self.problems.push(LoadProblem {
-                        dir,
-                        message: error.to_string(),
-                    });
-                }
+            let loaded = Plugin::load(&dir)
+                .map_err(|error| error.to_string())
+                .and_then(|plugin| self.insert(plugin).map_err(|error| error.to_string()));
+            if let Err(message) = loaded {
+                tracing::debug!(dir = %dir.display(), cause = %message, "plugin skipped");
+                self.problems.push(LoadProblem { dir, message });
             }
         }
     }
 
-    /// Adds a plugin; a second plugin with the same digest is ignored.
-    pub fn insert(&mut self, plugin: Plugin) -> Arc<Plugin> {
-        if let Some(existing) = self.by_digest.get(&plugin.digest) {
-            return existing.clone();
+    /// Adds a plugin, keyed by `name@version`. Several plugins may share a component (and so a
+    /// digest) under different names or versions, but a second plugin with the same
+    /// `name@version` is rejected.
+    pub fn insert(&mut self, plugin: Plugin) -> Result<Arc<Plugin>, DuplicatePlugin> {
+        let versions = self
+            .by_name
+            .entry(plugin.manifest.name.clone())
+            .or_default();
+        if let Some(first) = versions
+            .iter()
+            .find(|p| p.manifest.version == plugin.manifest.version)
+        {
+            return Err(DuplicatePlugin {
+                id: plugin.id(),
+                dir: plugin.dir.display().to_string(),
+                first: first.dir.display().to_string(),
+            });
         }
         let plugin = Arc::new(plugin);
-        let versions = self.by_name.entry(plugin.manifest.name.clone()).or_default();
         versions.push(plugin.clone());
         versions.sort_by_key(|p| std::cmp::Reverse(p.manifest.semver()));
-        self.by_digest.insert(plugin.digest.clone(), plugin.clone());
-        plugin
+        self.by_digest
+            .entry(plugin.digest.clone())
+            .or_insert_with(|| plugin.clone());
+        Ok(plugin)
     }
 
     /// Resolves `name` (highest version) or `name@version`.
@@ -160,7 +183,10 @@ impl PluginRegistry {
             Some(version) => versions.iter().find(|p| p.manifest.version == version),
         };
         found.cloned().ok_or_else(|| {
-            let known: Vec<&str> = versions.iter().map(|p| p.manifest.version.as_str()).collect();
+            let known: Vec<&str> = versions
+                .iter()
+                .map(|p| p.manifest.version.as_str())
+                .collect();
             RuntimeError::NotFound {
                 spec: spec.to_owned(),
                 hint: format!("; versions of `{name}` available: {}", known.join(", ")),
@@ -172,21 +198,21 @@ impl PluginRegistry {
         let nearest = self
             .by_name
             .keys()
-            .map(|known| (strsim::levenshtein(name, known), known))
+            .map(|known| (strsim::levenshtein(&name.to_lowercase(), known), known))
             .filter(|(distance, _)| *distance <= 3)
             .min();
         match nearest {
             Some((_, known)) => format!("; did you mean `{known}`?"),
             None if self.by_name.is_empty() => {
-                "; no plugins are installed (run `cargo xtask build-plugins` or pass \
-                 --plugin-dir)"
+                "; no plugins were found: pass --plugin-dir with a directory of NAME@VERSION \
+                 plugin directories (`cargo xtask build-plugins` fills target/plugins)"
                     .into()
             }
             None => String::new(),
         }
     }
 
-    /// The plugin whose component has this digest.
+    /// A plugin whose component has this digest (the first loaded, when several share it).
     pub fn by_digest(&self, digest: &str) -> Option<Arc<Plugin>> {
         self.by_digest.get(digest).cloned()
     }

@@ -16,7 +16,11 @@ pub struct SchemaViolation {
 
 impl fmt::Display for SchemaViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "at {}: {} (rule `{}`)", self.path, self.message, self.rule)
+        write!(
+            f,
+            "at {}: {} (rule `{}`)",
+            self.path, self.message, self.rule
+        )
     }
 }
 
@@ -95,8 +99,8 @@ mod tests {
 
     #[test]
     fn names_path_and_rule_of_each_violation() {
-        let error = check_params("p@1.0.0", &schema(), &json!({ "alpha": -1, "name": 3 }))
-            .unwrap_err();
+        let error =
+            check_params("p@1.0.0", &schema(), &json!({ "alpha": -1, "name": 3 })).unwrap_err();
 
         let rules: Vec<(&str, &str)> = error
             .violations

@@ -19,8 +19,10 @@ pub(crate) const DEFAULT_FUEL: u64 = 50_000_000_000;
 /// Largest output artifact when the manifest requests no limit.
 pub(crate) const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1 << 30;
 
-/// Which instance allocator the engine uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The instance allocator an engine is asked to use.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum AllocatorChoice {
     /// Pooling when the address space allows it, on-demand otherwise.
@@ -42,7 +44,7 @@ pub struct RuntimeSettings {
     pub pool_instances: u32,
     /// Largest linear memory any plugin may request, in bytes (wasm32 allows at most 4 GiB).
     pub max_memory_bytes: u64,
-    /// Longest wall-clock time any call may request.
+    /// Maximum wall-clock time any call may request.
     pub max_timeout: Duration,
     /// Largest fuel budget any call may request.
     pub max_fuel: u64,

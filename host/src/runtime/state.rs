@@ -117,6 +117,10 @@ pub(crate) struct CallState {
     pub(crate) stdio: StdioCapture,
     pub(crate) filesystem_granted: bool,
     pub(crate) started: std::time::Instant,
+    /// When the call's wall-clock limit runs out.
+    pub(crate) deadline: std::time::Instant,
+    /// The virtual clock of a deterministic call; `None` gives the real clock.
+    pub(crate) virtual_clock: Option<super::host::clocks::VirtualClock>,
 }
 
 impl CallState {
@@ -194,8 +198,10 @@ impl StdioCapture {
         let inner = self.lock();
         let text = String::from_utf8_lossy(&inner.stderr);
         let start = text.rfind("panicked at")?;
-        let message = text[start..].lines().take(2).collect::<Vec<_>>().join(": ");
-        Some(message)
+        let mut lines = text[start..].lines();
+        let location = lines.next()?.trim_end_matches(':');
+        let message = lines.next().unwrap_or_default();
+        Some(format!("{location}: {message}"))
     }
 
     pub(crate) fn stream(&self, stderr: bool) -> CaptureStream {
@@ -214,7 +220,9 @@ impl StdioCapture {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CaptureInner> {
-        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn append(&self, stderr: bool, bytes: &[u8]) -> Result<(), Limit> {

@@ -72,7 +72,11 @@ impl fmt::Display for Limit {
                 mib(*bytes as u64)
             ),
             Self::OutputSize { name, bytes } => {
-                write!(f, "output `{name}` exceeds its size limit of {}", mib(*bytes))
+                write!(
+                    f,
+                    "output `{name}` exceeds its size limit of {}",
+                    mib(*bytes)
+                )
             }
             Self::MetricPoints { points } => {
                 write!(f, "metric limit of {points} points per call exceeded")
@@ -82,7 +86,7 @@ impl fmt::Display for Limit {
 }
 
 fn mib(bytes: u64) -> String {
-    if bytes % (1 << 20) == 0 {
+    if bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")
@@ -115,7 +119,10 @@ impl fmt::Display for Capability {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Violation {
     Limit(Limit),
-    Denied { capability: Capability, detail: String },
+    Denied {
+        capability: Capability,
+        detail: String,
+    },
 }
 
 /// Violations of one call, shared with callbacks (socket checks, stdio streams) that have no

@@ -125,8 +125,8 @@ impl ArtifactStore {
     /// Starts writing a new artifact.
     pub fn create_writer(&self) -> Result<ArtifactWriter, ArtifactError> {
         let tmp_dir = self.root.join("tmp");
-        let file = tempfile::NamedTempFile::new_in(&tmp_dir)
-            .map_err(|source| ArtifactError::Io {
+        let file =
+            tempfile::NamedTempFile::new_in(&tmp_dir).map_err(|source| ArtifactError::Io {
                 path: tmp_dir,
                 source,
             })?;
@@ -135,6 +135,7 @@ impl ArtifactStore {
             file,
             hasher: Sha256::new(),
             size: 0,
+            synced: 0,
         })
     }
 
@@ -234,6 +235,10 @@ impl Read for VerifyingReader {
     }
 }
 
+/// Bytes after which a writer flushes what it has written to disk. Flushing as it goes spreads
+/// the disk writes over the whole write instead of one long `fsync` at commit.
+const SYNC_INTERVAL_BYTES: u64 = 64 << 20;
+
 /// Writes a new artifact; [`ArtifactWriter::commit`] moves it into place under its digest.
 /// Dropping the writer without committing deletes the partial file.
 #[derive(Debug)]
@@ -242,6 +247,7 @@ pub struct ArtifactWriter {
     file: tempfile::NamedTempFile,
     hasher: Sha256,
     size: u64,
+    synced: u64,
 }
 
 impl ArtifactWriter {
@@ -294,6 +300,10 @@ impl Write for ArtifactWriter {
         let count = self.file.write(buf)?;
         self.hasher.update(&buf[..count]);
         self.size += count as u64;
+        if self.size - self.synced >= SYNC_INTERVAL_BYTES {
+            self.file.as_file().sync_data()?;
+            self.synced = self.size;
+        }
         Ok(count)
     }
 

@@ -2,6 +2,7 @@
 
 use super::entity::run::RunStatus;
 use super::entity::run_artifact::Direction;
+use super::entity::step_run::StepStatus;
 use sea_orm::DbErr;
 use std::path::PathBuf;
 
@@ -75,6 +76,17 @@ pub enum StoreError {
         run_id: String,
         /// Its final status.
         status: RunStatus,
+    },
+    /// A step run was to be completed with a status that is not final.
+    #[error(
+        "step run `{step_run_id}` cannot complete as {status}: a completed step must be \
+         succeeded, failed, skipped, cached or cancelled"
+    )]
+    StepStatusNotFinal {
+        /// The step run.
+        step_run_id: String,
+        /// The status that was rejected.
+        status: StepStatus,
     },
     /// A digest is not a lowercase hex SHA-256.
     #[error("invalid digest `{0}`: expected 64 lowercase hex characters (SHA-256)")]

@@ -111,23 +111,13 @@ impl Store {
     /// Records lineage edges in one transaction. An edge already recorded for the same run is
     /// skipped. Dataset and artifact ids must be SHA-256 digests.
     pub async fn add_edges(&self, edges: &[NewEdge]) -> Result<(), StoreError> {
-        for edge in edges {
-            check_node(&edge.source)?;
-            check_node(&edge.target)?;
-        }
-        let run_ids: HashSet<&str> = edges.iter().map(|edge| edge.run_id.as_str()).collect();
-        if run_ids.is_empty() {
+        check_edges(edges)?;
+        if edges.is_empty() {
             return Ok(());
         }
 
         let transaction = batch::begin_write(&self.db).await?;
-        for run_id in run_ids {
-            runs::require_run(&transaction, run_id).await?;
-        }
-        let now = now_ms();
-        for chunk in edges.chunks(batch::rows_per_statement(6)) {
-            insert_edges(&transaction, chunk, now).await?;
-        }
+        record_edges(&transaction, edges, None).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -169,6 +159,36 @@ impl Store {
         }
         Ok(graph)
     }
+}
+
+/// Fails unless every dataset and artifact node of `edges` is named by a valid digest.
+pub(super) fn check_edges(edges: &[NewEdge]) -> Result<(), StoreError> {
+    for edge in edges {
+        check_node(&edge.source)?;
+        check_node(&edge.target)?;
+    }
+    Ok(())
+}
+
+/// Inserts lineage edges, skipping those already recorded for their run, after checking that
+/// their runs exist. `checked_run` names a run the caller already checked.
+pub(super) async fn record_edges(
+    db: &impl ConnectionTrait,
+    edges: &[NewEdge],
+    checked_run: Option<&str>,
+) -> Result<(), StoreError> {
+    let run_ids: HashSet<&str> = edges.iter().map(|edge| edge.run_id.as_str()).collect();
+    for run_id in run_ids {
+        if Some(run_id) != checked_run {
+            runs::require_run(db, run_id).await?;
+        }
+    }
+
+    let now = now_ms();
+    for chunk in edges.chunks(batch::rows_per_statement(6)) {
+        insert_edges(db, chunk, now).await?;
+    }
+    Ok(())
 }
 
 fn check_node(node: &Node) -> Result<(), StoreError> {

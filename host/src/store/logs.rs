@@ -3,7 +3,10 @@
 use super::entity::step_log;
 use super::{Store, StoreError, batch, steps};
 use sea_orm::sea_query::{Expr, Func};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 /// A log line to append with [`Store::append_step_logs`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,31 +37,7 @@ impl Store {
         // On PostgreSQL the row lock makes concurrent appends to one step run take turns, so
         // they cannot pick the same numbers. SQLite's write lock already does that.
         steps::lock_step_run(&transaction, step_run_id).await?;
-        let last: Option<i64> = step_log::Entity::find()
-            .select_only()
-            .expr_as(Func::max(Expr::col(step_log::Column::Seq)), "last")
-            .filter(step_log::Column::StepRunId.eq(step_run_id))
-            .into_tuple::<Option<i64>>()
-            .one(&transaction)
-            .await?
-            .flatten();
-        let first = last.map_or(0, |last| last + 1);
-
-        let numbered: Vec<_> = (first..).zip(lines).collect();
-        for chunk in numbered.chunks(batch::rows_per_statement(6)) {
-            let rows = chunk.iter().map(|(seq, line)| step_log::ActiveModel {
-                step_run_id: Set(step_run_id.to_owned()),
-                seq: Set(*seq),
-                level: Set(line.level.clone()),
-                message: Set(line.message.clone()),
-                fields_json: Set(line.fields.clone()),
-                timestamp_ms: Set(line.timestamp_ms),
-                ..Default::default()
-            });
-            step_log::Entity::insert_many(rows)
-                .exec_without_returning(&transaction)
-                .await?;
-        }
+        insert_numbered(&transaction, step_run_id, lines).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -82,4 +61,45 @@ impl Store {
             .all(&self.db)
             .await?)
     }
+}
+
+/// Inserts log lines of a step run, numbering them after the lines it already has.
+///
+/// The caller must hold a lock that keeps other writers to the step run's logs out until its
+/// transaction ends, such as the row lock of [`steps::lock_step_run`] or of an `UPDATE` of the
+/// step run.
+pub(super) async fn insert_numbered(
+    db: &impl ConnectionTrait,
+    step_run_id: &str,
+    lines: &[NewLogLine],
+) -> Result<(), StoreError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let last: Option<i64> = step_log::Entity::find()
+        .select_only()
+        .expr_as(Func::max(Expr::col(step_log::Column::Seq)), "last")
+        .filter(step_log::Column::StepRunId.eq(step_run_id))
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten();
+    let first = last.map_or(0, |last| last + 1);
+
+    let numbered: Vec<_> = (first..).zip(lines).collect();
+    for chunk in numbered.chunks(batch::rows_per_statement(6)) {
+        let rows = chunk.iter().map(|(seq, line)| step_log::ActiveModel {
+            step_run_id: Set(step_run_id.to_owned()),
+            seq: Set(*seq),
+            level: Set(line.level.clone()),
+            message: Set(line.message.clone()),
+            fields_json: Set(line.fields.clone()),
+            timestamp_ms: Set(line.timestamp_ms),
+            ..Default::default()
+        });
+        step_log::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
 }

@@ -54,18 +54,8 @@ impl Store {
         }
         let transaction = batch::begin_write(&self.db).await?;
         runs::require_run(&transaction, run_id).await?;
-        check_step_runs(&transaction, run_id, values).await?;
-
-        for chunk in values.chunks(batch::rows_per_statement(6)) {
-            let rows = chunk.iter().map(|value| metric_row(run_id, value));
-            metric::Entity::insert_many(rows)
-                .exec_without_returning(&transaction)
-                .await?;
-        }
-        let latest: Vec<_> = latest_per_key(values).into_values().collect();
-        for chunk in latest.chunks(batch::rows_per_statement(5)) {
-            upsert_latest(&transaction, run_id, chunk).await?;
-        }
+        check_step_runs(&transaction, run_id, named_step_runs(values)).await?;
+        insert_metrics(&transaction, run_id, values).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -120,16 +110,41 @@ pub(super) async fn latest_metrics(
     Ok(rows.into_iter().map(MetricPoint::from).collect())
 }
 
-/// Fails unless every step run named in `values` belongs to `run_id`.
-async fn check_step_runs(
+/// Inserts metric values of a run and updates its latest values, in multi-row statements
+/// sized to the backends' parameter limits. The caller checks that the run and the step runs
+/// the values name exist.
+pub(super) async fn insert_metrics(
     db: &impl ConnectionTrait,
     run_id: &str,
     values: &[NewMetric],
 ) -> Result<(), StoreError> {
-    let named: BTreeSet<&str> = values
+    for chunk in values.chunks(batch::rows_per_statement(6)) {
+        let rows = chunk.iter().map(|value| metric_row(run_id, value));
+        metric::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    let latest: Vec<_> = latest_per_key(values).into_values().collect();
+    for chunk in latest.chunks(batch::rows_per_statement(5)) {
+        upsert_latest(db, run_id, chunk).await?;
+    }
+    Ok(())
+}
+
+/// Returns the ids of the step runs that `values` name.
+pub(super) fn named_step_runs(values: &[NewMetric]) -> BTreeSet<&str> {
+    values
         .iter()
         .filter_map(|value| value.step_run_id.as_deref())
-        .collect();
+        .collect()
+}
+
+/// Fails unless every step run in `named` belongs to `run_id`.
+pub(super) async fn check_step_runs(
+    db: &impl ConnectionTrait,
+    run_id: &str,
+    named: BTreeSet<&str>,
+) -> Result<(), StoreError> {
     if named.is_empty() {
         return Ok(());
     }

@@ -12,6 +12,7 @@ pub mod migration;
 
 mod artifact_records;
 mod batch;
+mod completion;
 mod detail;
 mod environments;
 mod error;
@@ -27,8 +28,9 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
-pub use artifact_records::LinkedArtifact;
+pub use artifact_records::{LinkedArtifact, NewArtifact, NewStepLink};
 pub use artifacts::{ArtifactError, ArtifactStore};
+pub use completion::StepCompletion;
 pub use detail::{RunDetail, StepRunDetail};
 pub use entity::lineage_edge::NodeKind;
 pub use entity::run::{RunSource, RunStatus};
@@ -45,7 +47,7 @@ pub use runs::{NewRun, RunFilter, RunOwner};
 pub use steps::{NewStepRun, PluginRef, StepRunUpdate};
 
 use migration::Migrator;
-use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use sea_orm_migration::MigratorTrait;
 use std::path::{Path, PathBuf};
@@ -71,6 +73,7 @@ const MIGRATION_LOCK_KEY: i64 = 7_242_591_860_301_254_971;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    step_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -118,7 +121,10 @@ impl Store {
                 source,
             })?;
         tracing::debug!(url = %shown_url, "connected to database");
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            step_writes: Default::default(),
+        })
     }
 
     /// Applies every pending migration. Running it on an up-to-date database does nothing, and
@@ -131,7 +137,7 @@ impl Store {
 
         // Hosts sharing a PostgreSQL database may start together. The advisory lock, released
         // at commit, makes the later ones wait and then find nothing pending.
-        if false && self.backend() == DbBackend::Postgres {
+        if self.backend() == DbBackend::Postgres {
             let lock = format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})");
             transaction
                 .execute_unprepared(&lock)
@@ -178,7 +184,11 @@ fn configure_sqlite(options: &mut ConnectOptions, file: Option<PathBuf>, in_memo
             opts = opts.filename(path).create_if_missing(true);
         }
         if !in_memory {
-            opts = opts.journal_mode(SqliteJournalMode::Wal);
+            // In WAL mode NORMAL keeps the database consistent through an application crash,
+            // and only an OS crash or power loss can roll back the most recent commits.
+            opts = opts
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
         }
         opts
     });

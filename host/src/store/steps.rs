@@ -7,6 +7,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
+use std::collections::BTreeSet;
 
 /// Fields of a new step run, for [`Store::create_step_run`].
 #[derive(Debug, Clone)]
@@ -56,34 +57,37 @@ impl Store {
     /// status gets its start and end time set to now.
     pub async fn create_step_run(&self, new: NewStepRun) -> Result<step_run::Model, StoreError> {
         runs::require_run(&self.db, &new.run_id).await?;
-        let now = now_ms();
-        let ended_at = new.status.is_final().then_some(now);
-        let started_at = (new.status != StepStatus::Pending).then_some(now);
-        let (plugin_name, plugin_version, plugin_digest) = match new.plugin {
-            Some(plugin) => (Some(plugin.name), Some(plugin.version), Some(plugin.digest)),
-            None => (None, None, None),
-        };
-        let row = step_run::ActiveModel {
-            id: Set(new_id()),
-            run_id: Set(new.run_id),
-            name: Set(new.name),
-            plugin_name: Set(plugin_name),
-            plugin_version: Set(plugin_version),
-            plugin_digest: Set(plugin_digest),
-            executor: Set(new.executor),
-            status: Set(new.status),
-            attempts: Set(0),
-            created_at: Set(now),
-            started_at: Set(started_at),
-            ended_at: Set(ended_at),
-            params_json: Set(new.params),
-            cache_key: Set(new.cache_key),
-            cached_from: Set(new.cached_from),
-            error: Set(None),
-        };
-        Ok(step_run::Entity::insert(row)
+        Ok(step_run::Entity::insert(step_run_row(new_id(), new))
             .exec_with_returning(&self.db)
             .await?)
+    }
+
+    /// Records new step runs in one transaction, as [`Store::create_step_run`] would record
+    /// each, and returns their ids in the order given. Rows go in multi-row `INSERT`s sized to
+    /// the backends' parameter limits.
+    pub async fn create_step_runs(&self, new: Vec<NewStepRun>) -> Result<Vec<String>, StoreError> {
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        let transaction = batch::begin_write(&self.db).await?;
+        let run_ids: BTreeSet<&str> = new.iter().map(|step| step.run_id.as_str()).collect();
+        for run_id in run_ids {
+            runs::require_run(&transaction, run_id).await?;
+        }
+
+        let ids: Vec<String> = new.iter().map(|_| new_id()).collect();
+        let rows: Vec<step_run::ActiveModel> = ids
+            .iter()
+            .zip(new)
+            .map(|(id, step)| step_run_row(id.clone(), step))
+            .collect();
+        for chunk in rows.chunks(batch::rows_per_statement(16)) {
+            step_run::Entity::insert_many(chunk.iter().cloned())
+                .exec_without_returning(&transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(ids)
     }
 
     /// Changes the status, attempts and error of a step run and returns it.
@@ -188,6 +192,36 @@ impl Store {
         step_run_id: &str,
     ) -> Result<Vec<run_artifact::Model>, StoreError> {
         step_artifacts(&self.db, step_run_id, Direction::Input).await
+    }
+}
+
+/// Builds the row of a new step run. A step created as `cached` or with another final status
+/// gets its start and end time set to now.
+fn step_run_row(id: String, new: NewStepRun) -> step_run::ActiveModel {
+    let now = now_ms();
+    let ended_at = new.status.is_final().then_some(now);
+    let started_at = (new.status != StepStatus::Pending).then_some(now);
+    let (plugin_name, plugin_version, plugin_digest) = match new.plugin {
+        Some(plugin) => (Some(plugin.name), Some(plugin.version), Some(plugin.digest)),
+        None => (None, None, None),
+    };
+    step_run::ActiveModel {
+        id: Set(id),
+        run_id: Set(new.run_id),
+        name: Set(new.name),
+        plugin_name: Set(plugin_name),
+        plugin_version: Set(plugin_version),
+        plugin_digest: Set(plugin_digest),
+        executor: Set(new.executor),
+        status: Set(new.status),
+        attempts: Set(0),
+        created_at: Set(now),
+        started_at: Set(started_at),
+        ended_at: Set(ended_at),
+        params_json: Set(new.params),
+        cache_key: Set(new.cache_key),
+        cached_from: Set(new.cached_from),
+        error: Set(None),
     }
 }
 

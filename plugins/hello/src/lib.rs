@@ -1,6 +1,8 @@
 //! The smallest useful step executor: greets `name` into the `greeting` output.
 //!
-//! Build it with `cargo xtask build-plugins`, then `runledger plugins inspect hello`.
+//! Build it with `cargo xtask build-plugins`, then inspect it with
+//! `runledger --plugin-dir target/plugins plugins inspect hello` or run
+//! `examples/hello/pipeline.yaml`.
 use runledger_sdk::{Executor, Result, StepContext, export_executor, log, metrics};
 use std::io::Write;
 

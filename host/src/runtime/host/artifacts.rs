@@ -2,10 +2,9 @@ use crate::runtime::bindings::runledger::plugin::artifacts::{
     self, HostInputArtifact, HostOutputArtifact,
 };
 use crate::runtime::bindings::runledger::plugin::types::{ArtifactRef as WitRef, Error};
-use crate::runtime::io::{ArtifactRef, OutputSink};
+use crate::runtime::io::{ArtifactRef, InputSource, OutputSink};
 use crate::runtime::state::CallState;
 use crate::runtime::violations::{Limit, Violation};
-use std::io::{Read, Write};
 use wasmtime::component::Resource;
 
 /// Largest chunk one `read` copies into the component, whatever it asks for. Big enough that
@@ -15,7 +14,7 @@ const MAX_CHUNK_BYTES: usize = 1 << 20;
 /// An open input artifact, the host side of the WIT `input-artifact` resource.
 pub struct InputHandle {
     artifact: ArtifactRef,
-    reader: Box<dyn Read + Send>,
+    reader: Box<dyn InputSource>,
 }
 
 enum OutputState {
@@ -42,7 +41,10 @@ fn to_wit(artifact: &ArtifactRef) -> WitRef {
 }
 
 impl artifacts::Host for CallState {
-    fn open_input(&mut self, name: String) -> wasmtime::Result<Result<Resource<InputHandle>, Error>> {
+    fn open_input(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<InputHandle>, Error>> {
         let Some(artifact) = self.inputs.iter().find(|a| a.name == name).cloned() else {
             let known: Vec<&str> = self.inputs.iter().map(|a| a.name.as_str()).collect();
             return Ok(Err(Error::NotFound(format!(
@@ -105,21 +107,15 @@ impl HostInputArtifact for CallState {
     ) -> wasmtime::Result<Result<Vec<u8>, Error>> {
         let input = self.table.get_mut(&handle)?;
         let wanted = (max_bytes as usize).min(MAX_CHUNK_BYTES);
-        let mut chunk = vec![0; wanted];
-        let mut filled = 0;
-        while filled < wanted {
-            match input.reader.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(count) => filled += count,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    let name = &input.artifact.name;
-                    return Ok(Err(Error::Io(format!("reading input `{name}` failed: {error}"))));
-                }
+        match input.reader.read_chunk(wanted) {
+            Ok(chunk) => Ok(Ok(chunk)),
+            Err(error) => {
+                let name = &input.artifact.name;
+                Ok(Err(Error::Io(format!(
+                    "reading input `{name}` failed: {error}"
+                ))))
             }
         }
-        chunk.truncate(filled);
-        Ok(Ok(chunk))
     }
 
     fn drop(&mut self, handle: Resource<InputHandle>) -> wasmtime::Result<()> {
@@ -136,7 +132,7 @@ impl HostOutputArtifact for CallState {
     ) -> wasmtime::Result<Result<(), Error>> {
         let max_bytes = self.limits.max_output_bytes;
         let output = self.output_handle(&handle)?;
-        let result = output.append(&bytes, max_bytes);
+        let result = output.append(bytes, max_bytes);
         if let Err(Error::LimitExceeded(_)) = &result {
             let limit = Limit::OutputSize {
                 name: output.name.clone(),
@@ -147,7 +143,10 @@ impl HostOutputArtifact for CallState {
         Ok(result)
     }
 
-    fn finish(&mut self, handle: Resource<OutputHandle>) -> wasmtime::Result<Result<WitRef, Error>> {
+    fn finish(
+        &mut self,
+        handle: Resource<OutputHandle>,
+    ) -> wasmtime::Result<Result<WitRef, Error>> {
         let output = self.output_handle(&handle)?;
         let result = output.commit();
         if let Ok(artifact) = &result {
@@ -163,7 +162,7 @@ impl HostOutputArtifact for CallState {
 }
 
 impl OutputHandle {
-    fn append(&mut self, bytes: &[u8], max_bytes: u64) -> Result<(), Error> {
+    fn append(&mut self, bytes: Vec<u8>, max_bytes: u64) -> Result<(), Error> {
         let name = self.name.clone();
         let sink = match &mut self.state {
             OutputState::Open(sink) => sink,
@@ -180,16 +179,20 @@ impl OutputHandle {
             }
         };
         if self.written + bytes.len() as u64 > max_bytes {
-            let limit = Limit::OutputSize { name, bytes: max_bytes };
+            let limit = Limit::OutputSize {
+                name,
+                bytes: max_bytes,
+            };
             self.state = OutputState::Failed(limit.to_string());
             return Err(Error::LimitExceeded(limit.to_string()));
         }
-        if let Err(error) = sink.write_all(bytes) {
+        let count = bytes.len() as u64;
+        if let Err(error) = sink.write_chunk(bytes) {
             let message = format!("writing output `{name}` failed: {error}");
             self.state = OutputState::Failed(message.clone());
             return Err(Error::Io(message));
         }
-        self.written += bytes.len() as u64;
+        self.written += count;
         Ok(())
     }
 

@@ -21,8 +21,7 @@ impl logging::Host for CallState {
     ) -> wasmtime::Result<()> {
         let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         let limits = &self.limits;
-        if self.logs.len() >= limits.max_log_lines || self.log_bytes + size > limits.max_log_bytes
-        {
+        if self.logs.len() >= limits.max_log_lines || self.log_bytes + size > limits.max_log_bytes {
             let limit = Limit::Log {
                 lines: limits.max_log_lines,
                 bytes: limits.max_log_bytes,

@@ -2,6 +2,7 @@
 //! functions that record attempts to reach withheld capabilities.
 
 pub mod artifacts;
+pub(crate) mod clocks;
 mod logging;
 mod metrics;
 mod types;

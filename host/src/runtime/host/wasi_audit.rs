@@ -30,7 +30,10 @@ pub(crate) fn shadow_wasi_functions(linker: &mut Linker<CallState>) -> wasmtime:
 
 impl environment::Host for &mut CallState {
     fn get_environment(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        self.deny(Capability::Environment, "the plugin read its environment variables");
+        self.deny(
+            Capability::Environment,
+            "the plugin read its environment variables",
+        );
         Ok(Vec::new())
     }
 

@@ -4,6 +4,7 @@
 //! PostgreSQL must accept connections at `postgres://postgres@127.0.0.1:5432/test`, or at the
 //! URL in `RUNLEDGER_TEST_POSTGRES_URL`; the tests fail when it does not.
 
+mod completion;
 mod detail;
 mod lineage;
 mod metrics;
