@@ -3,7 +3,7 @@
 use super::executor::{ProgressEvent, StepSummary};
 use super::plan::PlannedStep;
 use super::{Engine, EngineError, StoreArtifactIo, environment, sha256_hex};
-use crate::runtime::{ArtifactRef, CallError, CallReport, StepCall};
+use crate::runtime::{ArtifactRef, CallError, CallReport, Limit, StepCall};
 use crate::store::{
     Direction, NewArtifact, NewEdge, NewLogLine, NewMetric, NewStepLink, Node, StepCompletion,
     StepStatus,
@@ -111,12 +111,17 @@ async fn try_cache(
         return Ok(None);
     };
 
+    // A hit on a step run that was itself a hit points at the step run that executed.
+    let origin = source.cached_from.clone().unwrap_or_else(|| source.id.clone());
+    let resource_prefix = format!("{}/", source.name);
     let mut cached = completion(task, key, StepStatus::Cached, 0, None);
-    cached.cached_from = Some(source.id.clone());
+    cached.cached_from = Some(origin.clone());
+    // The step's own metrics are copied; its resource use is not, since this run spent none.
     cached.metrics = store
         .step_metrics(&source.id)
         .await?
         .into_iter()
+        .filter(|point| !point.key.starts_with(&resource_prefix))
         .map(|point| NewMetric {
             step_run_id: Some(task.step_run_id.clone()),
             key: point.key,
@@ -128,7 +133,7 @@ async fn try_cache(
     cached.logs.push(NewLogLine {
         level: "info".into(),
         message: format!(
-            "cache hit: outputs reused from step run {} of run {}",
+            "cache hit: outputs reused from step run {origin}, found through step run {} of run {}",
             source.id, source.run_id
         ),
         fields: None,
@@ -140,7 +145,7 @@ async fn try_cache(
     let summary = StepSummary::new(task, StepStatus::Cached, 0, started.elapsed())
         .with_outputs(outputs)
         .with_metrics(&cached.metrics)
-        .cached_from(source.id);
+        .cached_from(origin);
     task.send(ProgressEvent::StepFinished(summary.clone()));
     Ok(Some(summary))
 }
@@ -272,9 +277,26 @@ async fn run_attempt(
             let cancelled = completion(task, key, StepStatus::Cancelled, attempt, error);
             finish(task, records.complete(cancelled), started, Vec::new()).await?
         }
-        Err(error) => return Ok(Attempt::Failed(error.to_string(), records)),
+        Err(error) if retry_may_help(error) => {
+            return Ok(Attempt::Failed(error.to_string(), records));
+        }
+        Err(error) => {
+            let failed = completion(task, key, StepStatus::Failed, attempt, Some(error.to_string()));
+            finish(task, records.complete(failed), started, Vec::new()).await?
+        }
     };
     Ok(Attempt::Ended(summary))
+}
+
+/// Whether another attempt may end differently. A sandboxed call that hit a memory, fuel,
+/// stack, log or output limit, or reached for a withheld capability, does the same again; a
+/// timeout depends on the machine's load, and an error value may report a passing condition.
+fn retry_may_help(error: &CallError) -> bool {
+    match error {
+        CallError::LimitExceeded { limit } => matches!(limit, Limit::Timeout { .. }),
+        CallError::CapabilityDenied { .. } => false,
+        _ => true,
+    }
 }
 
 async fn wait_before_retry(task: &StepTask, attempt: u32, error: String) {

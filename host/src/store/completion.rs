@@ -80,7 +80,6 @@ impl Store {
             Expr::col(step_run::Column::StartedAt),
             Expr::value(now_ms()),
         ]);
-        let _turn = self.step_writes.lock().await;
         let updated = step_run::Entity::update_many()
             .col_expr(step_run::Column::Status, Expr::value(StepStatus::Running))
             .col_expr(step_run::Column::Attempts, Expr::value(attempt))
@@ -133,7 +132,6 @@ impl Store {
     /// the backends' parameter limits.
     pub async fn complete_step(&self, completion: &StepCompletion) -> Result<(), StoreError> {
         check_completion(completion)?;
-        let _turn = self.step_writes.lock().await;
         let transaction = batch::begin_write(&self.db).await?;
 
         // The update comes first. On PostgreSQL its row lock makes other completions and log

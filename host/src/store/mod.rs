@@ -73,7 +73,6 @@ const MIGRATION_LOCK_KEY: i64 = 7_242_591_860_301_254_971;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
-    step_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -121,10 +120,7 @@ impl Store {
                 source,
             })?;
         tracing::debug!(url = %shown_url, "connected to database");
-        Ok(Self {
-            db,
-            step_writes: Default::default(),
-        })
+        Ok(Self { db })
     }
 
     /// Applies every pending migration. Running it on an up-to-date database does nothing, and
