@@ -111,6 +111,11 @@ fn test(args: &[String]) -> Result<()> {
     setup()?;
     let root = workspace_root();
     plugins::build_all(&root)?;
+    // The end-to-end tests drive the binary itself, which `cargo test` does not build for
+    // another package's tests.
+    run(cargo()
+        .current_dir(&root)
+        .args(["build", "-p", "runledger", "--bin", "runledger"]))?;
     run(cargo()
         .current_dir(&root)
         .args(["test", "--workspace", "--no-fail-fast"])
