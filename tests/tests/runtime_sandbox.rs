@@ -333,3 +333,15 @@ fn real_sleep_is_cut_at_the_timeout() {
     assert_eq!(limit_of(&report), &Limit::Timeout { millis: 200 });
     assert!(report.usage.wall_time < Duration::from_secs(2), "{:?}", report.usage.wall_time);
 }
+
+#[test]
+fn scratch_capability_grants_a_private_directory() {
+    let (_dir, store) = temp_store();
+    let spec = step_call(json!({}), vec![], &["echo"]);
+
+    let report = call("scratch-user", &spec, &store);
+
+    assert_eq!(report.outcome, Ok(()));
+    let echo = store.read_to_vec(&report.outputs[0].digest).unwrap();
+    assert_eq!(echo, b"written in the scratch directory");
+}

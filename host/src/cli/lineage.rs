@@ -28,7 +28,7 @@ pub(crate) struct LineageArgs {
     /// Maximum number of edges to follow from the node [default: unlimited].
     #[arg(long)]
     depth: Option<u32>,
-    /// Keep only the edges recorded by this run.
+    /// Follow only the edges recorded by this run.
     #[arg(long)]
     run: Option<String>,
     /// Output format.
@@ -45,14 +45,19 @@ pub(crate) fn run(config: &crate::config::Config, args: LineageArgs) -> Result<E
             TraverseDirection::Upstream
         };
         let starts = start_nodes(&store, &args.node).await?;
-        let mut graph = Graph::default();
-        for start in starts {
-            let part = store.traverse(start, direction, args.depth).await?;
-            merge(&mut graph, part);
-        }
-        if let Some(run_id) = &args.run {
-            keep_run(&mut graph, run_id);
-        }
+        let graph = match &args.run {
+            Some(run_id) => {
+                store.require_run(run_id).await?;
+                traverse_run(&store, starts, direction, args.depth, run_id).await?
+            }
+            None => {
+                let mut graph = Graph::default();
+                for start in starts {
+                    merge(&mut graph, store.traverse(start, direction, args.depth).await?);
+                }
+                graph
+            }
+        };
         let labels = labels(&store, &graph).await?;
         match args.format {
             Format::Json => print_json(&graph, &labels)?,
@@ -100,24 +105,48 @@ fn merge(graph: &mut Graph, part: Graph) {
     }
 }
 
-/// Drops edges of other runs, and nodes no remaining edge touches (except a lone start node).
-fn keep_run(graph: &mut Graph, run_id: &str) {
-    graph.edges.retain(|edge| edge.run_id == run_id);
-    let touched = |node: &Node| {
-        graph.edges.iter().any(|edge| {
-            (edge.source_kind == node.kind && edge.source_id == node.id)
-                || (edge.target_kind == node.kind && edge.target_id == node.id)
-        })
+/// Walks the graph one edge at a time, following only edges recorded by `run_id`.
+async fn traverse_run(
+    store: &Store,
+    starts: Vec<Node>,
+    direction: TraverseDirection,
+    max_depth: Option<u32>,
+    run_id: &str,
+) -> Result<Graph> {
+    let mut graph = Graph {
+        nodes: starts.clone(),
+        edges: Vec::new(),
     };
-    let keep: Vec<Node> = graph
-        .nodes
-        .iter()
-        .filter(|node| touched(node))
-        .cloned()
-        .collect();
-    if !keep.is_empty() {
-        graph.nodes = keep;
+    let mut frontier = starts;
+    let mut depth = 0;
+    while !frontier.is_empty() && max_depth.is_none_or(|max| depth < max) {
+        let mut next = Vec::new();
+        for node in frontier {
+            let step = store.traverse(node, direction, Some(1)).await?;
+            for edge in step.edges.into_iter().filter(|e| e.run_id == run_id) {
+                let neighbour = match direction {
+                    TraverseDirection::Upstream => Node {
+                        kind: edge.source_kind,
+                        id: edge.source_id.clone(),
+                    },
+                    TraverseDirection::Downstream => Node {
+                        kind: edge.target_kind,
+                        id: edge.target_id.clone(),
+                    },
+                };
+                if !graph.edges.iter().any(|e| e.id == edge.id) {
+                    graph.edges.push(edge);
+                }
+                if !graph.nodes.contains(&neighbour) {
+                    graph.nodes.push(neighbour.clone());
+                    next.push(neighbour);
+                }
+            }
+        }
+        frontier = next;
+        depth += 1;
     }
+    Ok(graph)
 }
 
 /// Human-readable labels: dataset names, artifact names, step names.

@@ -7,6 +7,7 @@ use super::run::{EXIT_INVALID, execute_with_progress};
 use crate::config::Config;
 use crate::engine::plan::plan;
 use crate::engine::{Plan, PlanContext, RunOptions, RunSummary};
+use crate::store::artifacts::StoredState;
 use crate::store::{Direction, RunDetail, RunStatus};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
@@ -19,8 +20,8 @@ pub(crate) struct ReproduceArgs {
     /// Id of the run to reproduce.
     run: String,
     /// Steps to run at once [default: number of cores].
-    #[arg(long)]
-    parallelism: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    parallelism: Option<u64>,
     /// Print the comparison as JSON.
     #[arg(long)]
     json: bool,
@@ -33,6 +34,9 @@ struct Comparison {
     original: String,
     reproduced: Option<String>,
     identical: bool,
+    /// The state of the original's stored copy before the reproduction: `intact`, `missing`,
+    /// or `corrupt` (the reproduction rewrites a damaged copy with verified bytes).
+    stored_copy: String,
 }
 
 pub(crate) fn run(config: &Config, args: ReproduceArgs) -> Result<ExitCode> {
@@ -61,8 +65,13 @@ async fn reproduce(config: &Config, args: ReproduceArgs) -> Result<ExitCode> {
         tags: vec![("reproduces".to_owned(), original.run.id.clone())],
         ..RunOptions::default()
     };
+    let stored = stored_states(context.engine.artifacts(), &original)?;
     let summary = execute_with_progress(&context.engine, &plan, &options, !args.json).await?;
-    let comparisons = compare(&original, &summary);
+    if summary.status == RunStatus::Cancelled {
+        eprintln!("reproduction of run {} cancelled", original.run.id);
+        return Ok(ExitCode::from(130));
+    }
+    let comparisons = compare(&original, &summary, &stored);
     let identical =
         summary.status == RunStatus::Succeeded && comparisons.iter().all(|c| c.identical);
     if args.json {
@@ -133,10 +142,40 @@ fn recorded_plan(context: &EngineContext, original: &RunDetail) -> Result<Plan> 
             step.params = params.clone();
         }
     }
+    // The run records the original's params, whatever the definition's defaults were.
+    plan.params = original
+        .params
+        .iter()
+        .map(|(key, value)| (key.clone(), super::run::param_value(value)))
+        .collect();
     Ok(plan)
 }
 
-fn compare(original: &RunDetail, reproduced: &RunSummary) -> Vec<Comparison> {
+/// The state of every stored output of the original run, checked before re-executing it.
+fn stored_states(
+    artifacts: &crate::store::ArtifactStore,
+    original: &RunDetail,
+) -> Result<BTreeMap<String, String>> {
+    let mut states = BTreeMap::new();
+    for step in &original.steps {
+        for output in &step.outputs {
+            let digest = &output.link.digest;
+            let state = match artifacts.verify(digest)? {
+                StoredState::Intact => "intact".to_owned(),
+                StoredState::Missing => "missing".to_owned(),
+                StoredState::Corrupt { actual } => format!("corrupt (hashed to {actual})"),
+            };
+            states.insert(digest.clone(), state);
+        }
+    }
+    Ok(states)
+}
+
+fn compare(
+    original: &RunDetail,
+    reproduced: &RunSummary,
+    stored: &BTreeMap<String, String>,
+) -> Vec<Comparison> {
     let mut comparisons = Vec::new();
     for step in &original.steps {
         let new_step = reproduced
@@ -153,6 +192,7 @@ fn compare(original: &RunDetail, reproduced: &RunSummary) -> Vec<Comparison> {
                 identical: new_digest.as_deref() == Some(output.link.digest.as_str()),
                 original: output.link.digest.clone(),
                 reproduced: new_digest,
+                stored_copy: stored.get(&output.link.digest).cloned().unwrap_or_default(),
             });
         }
     }
@@ -189,6 +229,13 @@ fn print_comparison(
             "  {:<14} {:<10} {:<10} {digest}",
             c.step, c.artifact, result
         );
+        if c.stored_copy != "intact" {
+            println!("      the stored copy was {} before the reproduction", c.stored_copy);
+        }
+    }
+    for step in summary.steps.iter().filter(|s| s.error.is_some()) {
+        let error = step.error.as_deref().unwrap_or_default();
+        println!("  step {} {}: {error}", step.name, step.status);
     }
     if identical {
         println!("all {} artifacts are bit-identical", comparisons.len());

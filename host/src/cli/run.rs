@@ -30,15 +30,16 @@ pub(crate) struct RunArgs {
     #[arg(long = "tag", value_parser = parse_key_value)]
     tags: Vec<(String, String)>,
     /// Steps to run at once [default: number of cores].
-    #[arg(long)]
-    parallelism: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    parallelism: Option<u64>,
     /// Execute every step even when an identical earlier step run could be reused.
     #[arg(long)]
     no_cache: bool,
     /// Seed of the run; every step's seed derives from it.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Give steps the real clock and unseeded randomness instead of deterministic ones.
+    /// Give steps the real clock and unseeded randomness instead of deterministic ones; the
+    /// cache is then off, since such outputs need not repeat.
     #[arg(long)]
     nondeterministic: bool,
     /// Print the summary as JSON on stdout.
@@ -52,6 +53,17 @@ pub(crate) fn parse_key_value(text: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("`{text}` is not KEY=VALUE")),
     }
+}
+
+/// Rejects a tag key given twice, which would otherwise keep only the last value.
+fn unique_tags(tags: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (key, _) in tags {
+        if !seen.insert(key) {
+            anyhow::bail!("--tag {key} is given twice; give each tag key once");
+        }
+    }
+    Ok(tags.to_vec())
 }
 
 /// Parses a `--param` value as a YAML scalar, so `0.2` is a number and `true` a boolean.
@@ -97,10 +109,11 @@ async fn run_async(config: &Config, args: RunArgs) -> Result<ExitCode> {
     };
     let options = RunOptions {
         parallelism: parallelism(args.parallelism, &context.engine),
-        use_cache: !args.no_cache,
+        // Outputs of a nondeterministic run may differ every time, so none is reused.
+        use_cache: !args.no_cache && !args.nondeterministic,
         deterministic: !args.nondeterministic,
         seed: args.seed,
-        tags: args.tags.clone(),
+        tags: unique_tags(&args.tags)?,
         pipeline_dir: Some(base_dir.clone()),
         ..RunOptions::default()
     };
@@ -115,7 +128,8 @@ async fn run_async(config: &Config, args: RunArgs) -> Result<ExitCode> {
 
 /// The requested parallelism, or the number of cores, capped at what the runtime's instance
 /// pool can hold.
-pub(crate) fn parallelism(requested: Option<usize>, engine: &Engine) -> usize {
+pub(crate) fn parallelism(requested: Option<u64>, engine: &Engine) -> usize {
+    let requested = requested.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let wanted = requested.unwrap_or(RunOptions::default().parallelism).max(1);
     let max = engine.max_parallelism();
     if wanted > max {
@@ -138,7 +152,8 @@ pub(crate) async fn execute_with_progress(
     options: &RunOptions,
     show_progress: bool,
 ) -> Result<RunSummary> {
-    let run_id = engine.create_run(plan, options).await?;
+    // Ctrl-C is caught from the start, so a run cancelled while its inputs are imported still
+    // ends as cancelled.
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     let ctrl_c = tokio::spawn(async move {
@@ -147,6 +162,7 @@ pub(crate) async fn execute_with_progress(
             flag.store(true, Ordering::Relaxed);
         }
     });
+    let run_id = engine.create_run(plan, options).await?;
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let display = Progress::start(&run_id, plan, receiver, show_progress);
     let result = engine

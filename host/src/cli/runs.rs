@@ -49,6 +49,19 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the history of one metric of a run, such as a training loss by epoch.
+    Metric {
+        /// Run id.
+        run: String,
+        /// Metric key.
+        key: String,
+        /// Only points logged by this step.
+        #[arg(long)]
+        step: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare two runs: params, metrics, artifact digests, plugin digests and environment.
     Diff {
         /// First run id.
@@ -76,6 +89,12 @@ pub(crate) fn run(config: &Config, command: RunsCommand) -> Result<ExitCode> {
             RunsCommand::Logs { run, step, json } => {
                 logs(&store, &run, step.as_deref(), json).await
             }
+            RunsCommand::Metric {
+                run,
+                key,
+                step,
+                json,
+            } => metric(&store, &run, &key, step.as_deref(), json).await,
             RunsCommand::Diff { run_a, run_b, json } => diff(&store, &run_a, &run_b, json).await,
         }
     })
@@ -149,15 +168,18 @@ fn duration(started: Option<i64>, ended: Option<i64>) -> String {
 
 async fn show(store: &Store, run_id: &str, json: bool) -> Result<ExitCode> {
     let detail = store.get_run_detail(run_id).await?;
+    let step_metrics = step_metrics(store, &detail).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&detail)?);
+        let mut out = serde_json::to_value(&detail)?;
+        out["step_metrics"] = serde_json::to_value(&step_metrics)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     print_identity(&detail);
     print_environment(&detail);
     print_map("params", &detail.params);
     print_map("tags", &detail.tags);
-    print_steps(&detail);
+    print_steps(&detail, &step_metrics);
     print_metrics(&detail);
     print_artifacts(&detail);
     Ok(ExitCode::SUCCESS)
@@ -225,7 +247,28 @@ fn print_map(title: &str, map: &BTreeMap<String, String>) {
     }
 }
 
-fn print_steps(detail: &RunDetail) {
+/// Latest value of each metric per step, by step name and then key.
+async fn step_metrics(
+    store: &Store,
+    detail: &RunDetail,
+) -> Result<BTreeMap<String, BTreeMap<String, f64>>> {
+    let mut by_step = BTreeMap::new();
+    for step in &detail.steps {
+        let mut latest: BTreeMap<String, (i64, i64, f64)> = BTreeMap::new();
+        for point in store.step_metrics(&step.step_run.id).await? {
+            let order = (point.step, point.timestamp_ms);
+            let entry = latest.entry(point.key).or_insert((order.0, order.1, point.value));
+            if order >= (entry.0, entry.1) {
+                *entry = (order.0, order.1, point.value);
+            }
+        }
+        let values = latest.into_iter().map(|(key, (_, _, value))| (key, value));
+        by_step.insert(step.step_run.name.clone(), values.collect());
+    }
+    Ok(by_step)
+}
+
+fn print_steps(detail: &RunDetail, metrics: &BTreeMap<String, BTreeMap<String, f64>>) {
     println!("steps");
     for step in &detail.steps {
         let record = &step.step_run;
@@ -246,6 +289,7 @@ fn print_steps(detail: &RunDetail) {
         if let Some(error) = &record.error {
             println!("      error: {error}");
         }
+        println!("      params {}", record.params_json);
         for (arrow, links) in [("<-", &step.inputs), ("->", &step.outputs)] {
             for linked in links {
                 println!(
@@ -253,6 +297,13 @@ fn print_steps(detail: &RunDetail) {
                     linked.link.name, linked.link.digest
                 );
             }
+        }
+        let values = metrics.get(&record.name).into_iter().flatten();
+        let shown: Vec<String> = values
+            .map(|(key, value)| format!("{key}={}", format_metric(*value)))
+            .collect();
+        if !shown.is_empty() {
+            println!("      metrics {}", shown.join(" "));
         }
     }
 }
@@ -329,6 +380,52 @@ async fn logs(store: &Store, run_id: &str, step: Option<&str>, json: bool) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
+async fn metric(
+    store: &Store,
+    run_id: &str,
+    key: &str,
+    step: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    store.require_run(run_id).await?;
+    let steps = store.list_step_runs(run_id).await?;
+    let step_id = match step {
+        Some(name) => match steps.iter().find(|s| s.name == name) {
+            Some(record) => Some(record.id.clone()),
+            None => bail!("run {run_id} has no step `{name}`"),
+        },
+        None => None,
+    };
+    let points: Vec<_> = store
+        .metric_history(run_id, key)
+        .await?
+        .into_iter()
+        .filter(|p| step_id.is_none() || p.step_run_id == step_id)
+        .collect();
+    if points.is_empty() {
+        bail!("run {run_id} has no metric `{key}`; `runs show {run_id}` lists its metrics");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&points)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let step_name = |id: &Option<String>| {
+        let record = steps.iter().find(|s| Some(&s.id) == id.as_ref());
+        record.map_or("-".to_owned(), |s| s.name.clone())
+    };
+    println!("{:>8}  {:<16} {:<19}  VALUE", "STEP", "STEP RUN", "TIME");
+    for point in &points {
+        println!(
+            "{:>8}  {:<16} {:<19}  {}",
+            point.step,
+            step_name(&point.step_run_id),
+            time(point.timestamp_ms),
+            format_metric(point.value)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(serde::Serialize)]
 struct Difference {
     section: &'static str,
@@ -340,9 +437,13 @@ struct Difference {
 async fn diff(store: &Store, run_a: &str, run_b: &str, json: bool) -> Result<ExitCode> {
     let a = store.get_run_detail(run_a).await?;
     let b = store.get_run_detail(run_b).await?;
+    let metrics_a = metric_map(&a, &step_metrics(store, &a).await?);
+    let metrics_b = metric_map(&b, &step_metrics(store, &b).await?);
     let mut differences = Vec::new();
     compare("param", &a.params, &b.params, &mut differences);
-    compare("metric", &metric_map(&a), &metric_map(&b), &mut differences);
+    compare("tag", &a.tags, &b.tags, &mut differences);
+    compare("definition", &definition_map(&a), &definition_map(&b), &mut differences);
+    compare("metric", &metrics_a, &metrics_b, &mut differences);
     compare(
         "artifact",
         &artifact_map(&a),
@@ -397,13 +498,31 @@ fn compare(
     }
 }
 
-fn metric_map(detail: &RunDetail) -> BTreeMap<String, String> {
-    detail
-        .latest_metrics
-        .iter()
-        .filter(|point| !point.key.contains('/'))
-        .map(|point| (point.key.clone(), format_metric(point.value)))
-        .collect()
+/// Each step's latest metrics as `STEP.KEY`, leaving out resource use (`STEP/...` keys), so two
+/// steps logging the same key are compared step by step.
+fn metric_map(
+    detail: &RunDetail,
+    by_step: &BTreeMap<String, BTreeMap<String, f64>>,
+) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for (step, values) in by_step {
+        for (key, value) in values {
+            if !key.starts_with(&format!("{step}/")) {
+                map.insert(format!("{step}.{key}"), format_metric(*value));
+            }
+        }
+    }
+    if detail.steps.is_empty() {
+        for point in &detail.latest_metrics {
+            map.insert(point.key.clone(), format_metric(point.value));
+        }
+    }
+    map
+}
+
+fn definition_map(detail: &RunDetail) -> BTreeMap<String, String> {
+    let digest = detail.pipeline.as_ref().map(|p| p.definition_digest.clone());
+    digest.map(|d| ("digest".to_owned(), d)).into_iter().collect()
 }
 
 fn artifact_map(detail: &RunDetail) -> BTreeMap<String, String> {

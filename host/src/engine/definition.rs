@@ -152,7 +152,7 @@ impl PipelineDefinition {
     /// Parses YAML text and checks it against the pipeline schema. `origin` names the text in
     /// errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, DefinitionError> {
-        let value: Value = serde_yaml_ng::from_str(text).map_err(|error| {
+        let value: Value = serde_yaml_ng::from_str::<UniqueKeys>(text).map(|v| v.0).map_err(|error| {
             DefinitionError::single(origin, "/", format!("invalid YAML: {error}"))
         })?;
         let problems: Vec<Problem> = schema_validator()
@@ -170,6 +170,79 @@ impl PipelineDefinition {
         }
         serde_json::from_value(value)
             .map_err(|error| DefinitionError::single(origin, "/", error.to_string()))
+    }
+}
+
+/// A JSON value read from YAML that rejects a mapping with the same key twice, which YAML
+/// parsers otherwise resolve silently by keeping the last value.
+struct UniqueKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueKeys(value) = map.next_value()?;
+            if object.insert(key.clone(), value).is_some() {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate key `{key}`: each key may appear once in a mapping"
+                )));
+            }
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -243,6 +316,15 @@ steps:
         let error = PipelineDefinition::parse("name: [unclosed", "bad.yaml").unwrap_err();
 
         assert!(error.to_string().contains("line"), "{error}");
+    }
+
+    #[test]
+    fn rejects_duplicate_keys() {
+        let text = VALID.replace("retries: 1", "retries: 1\n    retries: 2");
+
+        let error = PipelineDefinition::parse(&text, "demo.yaml").unwrap_err();
+
+        assert!(error.to_string().contains("duplicate key `retries`"), "{error}");
     }
 
     #[test]

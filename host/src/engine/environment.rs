@@ -44,12 +44,31 @@ pub fn snapshot(pipeline_dir: Option<&Path>, plugins: Vec<PluginRef>) -> Environ
     }
 }
 
-/// The user running this process: `$USER`, else `$LOGNAME`, else `unknown`.
+/// The user running this process: `$USER`, else `$LOGNAME`, else the account name of the
+/// process's user id in /etc/passwd, else `uid N`.
 pub fn current_user() -> String {
-    ["USER", "LOGNAME"]
+    let from_env = ["USER", "LOGNAME"]
         .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned())
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    from_env.unwrap_or_else(account_name)
+}
+
+fn account_name() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(uid) = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next())
+    else {
+        return "unknown".to_owned();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.get(2) == Some(&uid))
+        .and_then(|fields| fields.first().map(|name| (*name).to_owned()))
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// This machine's host name, for recognising runs left behind by a dead process.

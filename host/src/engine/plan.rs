@@ -184,28 +184,26 @@ fn resolve_inputs(
         let pinned = context.pinned_inputs.get(name).or(spec.digest.as_ref());
         if let Some(digest) = pinned {
             if !context.artifacts.contains(digest) {
-                problem(
-                    problems,
-                    place,
+                let message = if context.pinned_inputs.contains_key(name) {
                     format!(
-                        "no artifact with digest {digest} is stored; run the pipeline that produces it or give a file path"
-                    ),
-                );
+                        "the recorded input `{name}` (digest {digest}) is no longer in the \
+                         artifact store, so the run cannot be re-executed with the same data"
+                    )
+                } else {
+                    format!(
+                        "no artifact with digest {digest} is stored; run the pipeline that \
+                         produces it or give a file path"
+                    )
+                };
+                problem(problems, place, message);
                 continue;
             }
             let digest = digest.clone();
             inputs.insert(name.clone(), PlannedInput::Stored { digest, media_type });
         } else if let Some(path) = &spec.path {
             let full = context.base_dir.join(path);
-            if !full.is_file() {
-                problem(
-                    problems,
-                    place,
-                    format!(
-                        "input file {} does not exist; fix the path (relative to the pipeline file)",
-                        full.display()
-                    ),
-                );
+            if let Err(message) = check_input_file(&full) {
+                problem(problems, place, message);
                 continue;
             }
             inputs.insert(
@@ -220,6 +218,26 @@ fn resolve_inputs(
     inputs
 }
 
+/// Checks that an input path is a regular file this process can open for reading.
+fn check_input_file(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "input file {shown} does not exist; fix the path (relative to the pipeline file)"
+            ));
+        }
+        Err(error) => return Err(format!("cannot read input file {shown}: {error}")),
+    };
+    if !meta.is_file() {
+        return Err(format!("input {shown} is not a regular file; give the path of a file"));
+    }
+    std::fs::File::open(path)
+        .map(|_| ())
+        .map_err(|error| format!("cannot read input file {shown}: {error}"))
+}
+
 fn resolve_steps(
     definition: &PipelineDefinition,
     params: &Map<String, Value>,
@@ -228,6 +246,14 @@ fn resolve_steps(
 ) -> Vec<PlannedStep> {
     let mut index_of: BTreeMap<&str, usize> = BTreeMap::new();
     for (index, step) in definition.steps.iter().enumerate() {
+        if step.name == "inputs" {
+            problem(
+                problems,
+                format!("/steps/{index}/name"),
+                "a step cannot be named `inputs`: `inputs.NAME` refers to pipeline inputs; \
+                 rename the step",
+            );
+        }
         if let Some(first) = index_of.insert(step.name.as_str(), index) {
             index_of.insert(step.name.as_str(), first);
             problem(
@@ -375,6 +401,18 @@ impl StepResolver<'_> {
                 continue;
             }
             if let Some(resolved) = self.resolve_source(source, &place, problems) {
+                let wanted = plugin.manifest.inputs.iter().find(|i| &i.name == name);
+                let wanted = wanted.and_then(|i| i.media_type.as_deref());
+                if let (Some(wanted), Some(given)) = (wanted, self.media_type_of(&resolved))
+                    && !media_types_match(wanted, &given)
+                {
+                    let message = format!(
+                        "`{source}` is {given}, but input `{name}` of plugin {} expects {wanted}",
+                        plugin.id()
+                    );
+                    problem(problems, place, message);
+                    continue;
+                }
                 inputs.insert(name.clone(), resolved);
             }
         }
@@ -393,6 +431,19 @@ impl StepResolver<'_> {
             }
         }
         inputs
+    }
+
+    /// The declared media type of a source: the pipeline input's `media-type`, or the upstream
+    /// plugin's declared output type.
+    fn media_type_of(&self, source: &Source) -> Option<String> {
+        match source {
+            Source::PipelineInput(name) => self.definition.inputs.get(name)?.media_type.clone(),
+            Source::StepOutput { step, output } => {
+                let plugin = self.plugins[*step].as_ref()?;
+                let declared = plugin.manifest.outputs.iter().find(|o| &o.name == output)?;
+                declared.media_type.clone()
+            }
+        }
     }
 
     fn resolve_source(
@@ -491,6 +542,20 @@ impl StepResolver<'_> {
     }
 }
 
+/// Whether a produced media type satisfies an expected one; `*` or `type/*` match anything, or
+/// anything of that type, and parameters such as `; charset=utf-8` are ignored.
+fn media_types_match(expected: &str, given: &str) -> bool {
+    let essence = |text: &str| text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (expected, given) = (essence(expected), essence(given));
+    if expected == "*/*" || expected == "*" || given == "application/octet-stream" {
+        return true;
+    }
+    match expected.strip_suffix("/*") {
+        Some(kind) => given.split('/').next() == Some(kind),
+        None => expected == given,
+    }
+}
+
 /// Turns floats without a fraction (`1e3`, `5.0`) into integers. JSON Schema counts them as
 /// integers, so a plugin's schema accepts them, and a plugin that reads an integer then gets one.
 fn integral_floats_as_integers(value: Value) -> Value {
@@ -516,18 +581,7 @@ fn integral_floats_as_integers(value: Value) -> Value {
 /// Replaces a whole-string `${params.NAME}` with the pipeline param, keeping its JSON type.
 fn substitute(value: &Value, params: &Map<String, Value>) -> Result<Value, String> {
     match value {
-        Value::String(text) => {
-            let Some(name) = text
-                .strip_prefix("${params.")
-                .and_then(|rest| rest.strip_suffix('}'))
-            else {
-                return Ok(value.clone());
-            };
-            params.get(name).cloned().ok_or_else(|| {
-                let hint = nearest(name, params.keys().map(String::as_str));
-                format!("`{text}` refers to unknown pipeline param `{name}`{hint}")
-            })
-        }
+        Value::String(text) => substitute_text(text, params),
         Value::Array(items) => items
             .iter()
             .map(|item| substitute(item, params))
@@ -540,6 +594,41 @@ fn substitute(value: &Value, params: &Map<String, Value>) -> Result<Value, Strin
             .map(Value::Object),
         _ => Ok(value.clone()),
     }
+}
+
+/// Substitutes `${params.NAME}` references in a string. A string that is one reference takes
+/// the param's value and JSON type; references inside longer text are replaced by the value's
+/// text (a string as it is, anything else as JSON).
+fn substitute_text(text: &str, params: &Map<String, Value>) -> Result<Value, String> {
+    let mut output = String::new();
+    let mut rest = text;
+    let mut whole = None;
+    while let Some(start) = rest.find("${") {
+        let Some(length) = rest[start..].find('}') else {
+            return Err(format!("`{text}` has an unclosed `${{`; write `${{params.NAME}}`"));
+        };
+        let reference = rest[start + 2..start + length].trim();
+        let Some(name) = reference.strip_prefix("params.") else {
+            return Err(format!(
+                "`{text}` refers to `{reference}`; only `${{params.NAME}}` is supported"
+            ));
+        };
+        let value = params.get(name).ok_or_else(|| {
+            let hint = nearest(name, params.keys().map(String::as_str));
+            format!("`{text}` refers to unknown pipeline param `{name}`{hint}")
+        })?;
+        if start == 0 && start + length + 1 == rest.len() && output.is_empty() {
+            whole = Some(value.clone());
+        }
+        output.push_str(&rest[..start]);
+        match value {
+            Value::String(inner) => output.push_str(inner),
+            other => output.push_str(&other.to_string()),
+        }
+        rest = &rest[start + length + 1..];
+    }
+    output.push_str(rest);
+    Ok(whole.unwrap_or(Value::String(output)))
 }
 
 /// Reports a cycle as `a -> b -> a`.
@@ -596,5 +685,44 @@ fn check_cycles(steps: &[PlannedStep], problems: &mut Vec<Problem>) {
             );
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params() -> Map<String, Value> {
+        json!({ "alpha": 0.5, "who": "wine" }).as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn whole_reference_keeps_type() {
+        assert_eq!(substitute_text("${params.alpha}", &params()), Ok(json!(0.5)));
+        assert_eq!(substitute_text("${ params.alpha }", &params()), Ok(json!(0.5)));
+    }
+
+    #[test]
+    fn embedded_references_become_text() {
+        let value = substitute_text("hello ${params.who}, alpha ${params.alpha}", &params());
+
+        assert_eq!(value, Ok(json!("hello wine, alpha 0.5")));
+    }
+
+    #[test]
+    fn unknown_or_unclosed_reference_is_rejected() {
+        let unknown = substitute_text("x${params.alpah}", &params()).unwrap_err();
+        let unclosed = substitute_text("${params.alpha", &params()).unwrap_err();
+
+        assert!(unknown.contains("did you mean `alpha`"), "{unknown}");
+        assert!(unclosed.contains("unclosed"), "{unclosed}");
+    }
+
+    #[test]
+    fn integral_floats_become_integers() {
+        let value = integral_floats_as_integers(json!({ "seed": 1e3, "alpha": 0.5 }));
+
+        assert_eq!(value, json!({ "seed": 1000, "alpha": 0.5 }));
     }
 }

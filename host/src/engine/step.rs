@@ -487,10 +487,14 @@ fn completion(
 /// Commits the step's completion in one transaction and reports the step finished.
 async fn finish(
     task: &StepTask,
-    completion: StepCompletion,
+    mut completion: StepCompletion,
     started: Instant,
     outputs: Vec<ArtifactRef>,
 ) -> Result<StepSummary, EngineError> {
+    // A step that ran and failed keeps a record of the inputs it failed on.
+    if completion.links.is_empty() && completion.attempts > 0 {
+        add_inputs_and_outputs(&mut completion, task, &[]);
+    }
     task.engine.store().complete_step(&completion).await?;
     let attempts = completion.attempts as u32;
     let mut summary = StepSummary::new(task, completion.status, attempts, started.elapsed());

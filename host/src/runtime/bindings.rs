@@ -13,7 +13,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub(crate) use exports::runledger::plugin::executor::{
+pub(crate) use self::exports::runledger::plugin::executor::{
     Error as GuestError, StepContext as WitStepContext,
 };
-pub(crate) use runledger::plugin::types;
+pub(crate) use self::runledger::plugin::types;

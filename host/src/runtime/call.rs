@@ -341,6 +341,9 @@ fn violation_error(violations: &[Violation], failure: &CallError) -> Option<Call
 }
 
 fn instantiate_error(error: wasmtime::Error, limits: &EffectiveLimits) -> CallError {
+    if error.downcast_ref::<CancelledCall>().is_some() {
+        return CallError::Cancelled;
+    }
     match error.downcast_ref::<Trap>() {
         Some(trap) => trap_limit(*trap, limits).unwrap_or_else(|| CallError::Instantiate {
             message: format!("{error:#}"),

@@ -88,6 +88,9 @@ pub struct RequestedLimits {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Capabilities {
     /// An empty temporary directory, preopened as `/scratch` and deleted after the call.
+    ///
+    /// NOTE: the directory's size is not limited, and it lives on the host's temporary
+    /// filesystem; a process killed with SIGKILL leaves it behind.
     #[serde(default)]
     pub scratch_dir: bool,
 }

@@ -165,6 +165,41 @@ impl ArtifactStore {
         writer.commit()
     }
 
+    /// Checks that the stored file of `digest` exists and still hashes to it.
+    pub fn verify(&self, digest: &str) -> Result<StoredState, ArtifactError> {
+        let mut reader = match self.open_reader(digest) {
+            Ok(reader) => reader,
+            Err(ArtifactError::NotFound(_)) => return Ok(StoredState::Missing),
+            Err(error) => return Err(error),
+        };
+        match io::copy(&mut reader, &mut io::sink()) {
+            Ok(_) => Ok(StoredState::Intact),
+            Err(error) => match self.read_error(digest, error) {
+                ArtifactError::Corrupt { actual, .. } => Ok(StoredState::Corrupt { actual }),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Deletes temporary files older than `age`, left by writers whose process died. Writers
+    /// touch their file as they write, so a file untouched that long has no writer.
+    pub fn remove_stale_temporary_files(&self, age: std::time::Duration) -> usize {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|modified| modified.elapsed().is_ok_and(|elapsed| elapsed > age));
+            if stale && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Reads a whole artifact into memory, verifying its digest.
     pub fn read_to_vec(&self, digest: &str) -> Result<Vec<u8>, ArtifactError> {
         let mut reader = self.open_reader(digest)?;
@@ -190,6 +225,20 @@ impl ArtifactStore {
             },
         }
     }
+}
+
+/// What [`ArtifactStore::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredState {
+    /// The file exists and hashes to its digest.
+    Intact,
+    /// No file is stored under the digest.
+    Missing,
+    /// The file hashes to another digest.
+    Corrupt {
+        /// The digest of the bytes on disk.
+        actual: String,
+    },
 }
 
 /// The error a [`VerifyingReader`] returns when content does not match its digest.
@@ -278,10 +327,9 @@ impl ArtifactWriter {
 
 impl ArtifactStore {
     fn persist(&self, file: tempfile::NamedTempFile, digest: &str) -> Result<(), ArtifactError> {
+        // An existing file is replaced, not kept: the new bytes were just hashed to `digest`,
+        // while the old file may have been damaged since it was written.
         let path = self.path_of(digest)?;
-        if path.is_file() {
-            return Ok(());
-        }
         let io_error = |source| ArtifactError::Io {
             path: path.clone(),
             source,
@@ -343,6 +391,30 @@ mod tests {
         let error = store.read_to_vec(&digest).unwrap_err();
 
         assert!(matches!(error, ArtifactError::Corrupt { .. }), "{error}");
+    }
+
+    #[test]
+    fn rewriting_content_repairs_a_corrupt_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let (digest, _) = store.put_bytes(b"original").unwrap();
+        fs::write(store.path_of(&digest).unwrap(), b"tampered").unwrap();
+        assert!(matches!(store.verify(&digest).unwrap(), StoredState::Corrupt { .. }));
+
+        store.put_bytes(b"original").unwrap();
+
+        assert_eq!(store.verify(&digest).unwrap(), StoredState::Intact);
+        assert_eq!(store.read_to_vec(&digest).unwrap(), b"original");
+    }
+
+    #[test]
+    fn verify_reports_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+
+        let state = store.verify(&"a".repeat(64)).unwrap();
+
+        assert_eq!(state, StoredState::Missing);
     }
 
     #[test]
