@@ -6,7 +6,10 @@
 //! `load` or `copy` as the first argument to run only that part.
 
 use runledger::engine::StoreArtifactIo;
-use runledger::runtime::{AllocatorChoice, LoadSource, Runtime, RuntimeSettings};
+use runledger::runtime::{
+    AllocatorChoice, ArtifactIo, ArtifactRef, InputSource, LoadSource, OutputSink, Runtime,
+    RuntimeSettings,
+};
 use runledger_tests::{input, peak_rss_bytes, plugin, reset_peak_rss, rss_bytes, step_call};
 use serde_json::json;
 use std::io::Write;
@@ -16,6 +19,8 @@ const CALLS: usize = 20_000;
 const WARMUP_CALLS: usize = 1_000;
 const LOAD_REPEATS: usize = 5;
 const ARTIFACT_BYTES: u64 = 1 << 30;
+/// Copies measured; the median is reported, since a shared virtual disk flushes at uneven speed.
+const COPY_REPEATS: usize = 3;
 
 fn main() -> anyhow::Result<()> {
     let only = std::env::args().nth(1);
@@ -37,7 +42,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     if wanted("copy") {
-        let throughput = artifact_copy()?;
+        let throughput = median_artifact_copy()?;
         let mb_per_s = throughput.mb_per_s;
         check(
             "artifact copy",
@@ -150,6 +155,44 @@ fn load_times() -> anyhow::Result<(Duration, Duration)> {
     Ok((compile, hit))
 }
 
+/// The copy with the median throughput of [`COPY_REPEATS`], and the largest memory growth of
+/// them all.
+fn median_artifact_copy() -> anyhow::Result<Throughput> {
+    let mut runs = Vec::new();
+    for _ in 0..COPY_REPEATS {
+        runs.push(artifact_copy()?);
+    }
+    let peak_growth = runs.iter().map(|run| run.peak_growth).max().unwrap_or(0);
+    runs.sort_by(|a, b| a.mb_per_s.total_cmp(&b.mb_per_s));
+    let median = runs[COPY_REPEATS / 2].mb_per_s;
+    println!("artifact copy median of {COPY_REPEATS}: {median:.0} MB/s");
+    Ok(Throughput {
+        mb_per_s: median,
+        peak_growth,
+    })
+}
+
+/// Reads inputs from one store and writes outputs to another, so the copy is stored as a new
+/// artifact instead of being recognised as the input's content.
+struct SplitIo {
+    input: StoreArtifactIo,
+    output: StoreArtifactIo,
+}
+
+impl ArtifactIo for SplitIo {
+    fn open_input(&mut self, artifact: &ArtifactRef) -> std::io::Result<Box<dyn InputSource>> {
+        self.input.open_input(artifact)
+    }
+
+    fn create_output(
+        &mut self,
+        name: &str,
+        media_type: &str,
+    ) -> std::io::Result<Box<dyn OutputSink>> {
+        self.output.create_output(name, media_type)
+    }
+}
+
 struct Throughput {
     mb_per_s: f64,
     peak_growth: u64,
@@ -161,10 +204,14 @@ fn artifact_copy() -> anyhow::Result<Throughput> {
     let runtime = runledger_tests::runtime();
     let copy = plugin("copy");
     runtime.prepare(&copy)?;
-    let (_dir, store) = runledger_tests::temp_store();
-    let source = write_pseudo_random(&store, ARTIFACT_BYTES)?;
+    let (_input_dir, input_store) = runledger_tests::temp_store();
+    let (_output_dir, output_store) = runledger_tests::temp_store();
+    let source = write_pseudo_random(&input_store, ARTIFACT_BYTES)?;
     let spec = step_call(json!({}), vec![source.clone()], &["copy"]);
-    let io = Box::new(StoreArtifactIo::new(store.clone()));
+    let io = Box::new(SplitIo {
+        input: StoreArtifactIo::new(input_store),
+        output: StoreArtifactIo::new(output_store),
+    });
 
     let baseline = rss_bytes();
     reset_peak_rss();

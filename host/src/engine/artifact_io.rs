@@ -13,8 +13,9 @@ use std::thread::JoinHandle;
 /// Chunk size of the helper threads.
 const CHUNK_BYTES: usize = 1 << 20;
 
-/// Chunks queued between a helper thread and the call, so at most 4 MiB in flight per artifact.
-const QUEUED_CHUNKS: usize = 4;
+/// Chunks queued between a helper thread and the call: at most 16 MiB in flight per artifact,
+/// enough to ride out a disk flush without stalling the component.
+const QUEUED_CHUNKS: usize = 16;
 
 /// Inputs up to this size are read on the calling thread: a helper thread costs more than it
 /// saves for them.
