@@ -1070,6 +1070,41 @@ fn reproduce_run(backend: Backend) {
     }
 }
 
+#[test]
+fn reproduce_repairs_tampered_artifact_sqlite() {
+    let cli = Cli::new(Backend::Sqlite);
+    let first = run_wine(&cli, &[]);
+    let first_id = text(&first, "/run_id");
+    let model = summary_outputs(summary_step(&first, "train"))["model"].clone();
+    let stored = artifact_path(&cli, &model);
+    std::fs::write(&stored, b"{\"weights\": []}").expect("tamper with the stored model");
+
+    let output = cli.output(&["reproduce", first_id, "--json"]);
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let report = parse_json(&output.stdout, &["reproduce"]);
+    assert_eq!(
+        report["identical"], true,
+        "the re-executed outputs match the records"
+    );
+    let entry = report["artifacts"]
+        .as_array()
+        .expect("artifacts is an array")
+        .iter()
+        .find(|artifact| artifact["artifact"] == "model")
+        .expect("the model is compared");
+    let state = entry["stored_copy"].as_str().unwrap_or_default();
+    assert!(
+        state.starts_with("corrupt"),
+        "the damaged copy is reported: {state}"
+    );
+    assert_eq!(
+        sha256_file(&stored),
+        model,
+        "the reproduction rewrote the damaged copy with the verified bytes"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // the wine-quality example
 

@@ -199,15 +199,27 @@ fn duplicate_name_and_version_is_reported() {
     let first = tempfile::tempdir().unwrap();
     let second = tempfile::tempdir().unwrap();
     plugin_dir(first.path(), "twin", &manifest("twin"), &hello_wasm());
-    plugin_dir(second.path(), "twin", &manifest("twin"), b"\0asm other bytes");
+    plugin_dir(
+        second.path(),
+        "twin",
+        &manifest("twin"),
+        b"\0asm other bytes",
+    );
 
     let registry = PluginRegistry::scan(&[first.path().to_owned(), second.path().to_owned()]);
 
     assert_eq!(registry.plugins().count(), 1);
     let kept = registry.resolve("twin@0.1.0").unwrap();
-    assert!(kept.dir.starts_with(first.path()), "the first directory wins");
+    assert!(
+        kept.dir.starts_with(first.path()),
+        "the first directory wins"
+    );
     assert_eq!(registry.problems().len(), 1);
-    assert!(registry.problems()[0].message.contains("already provides twin@0.1.0"));
+    assert!(
+        registry.problems()[0]
+            .message
+            .contains("already provides twin@0.1.0")
+    );
 }
 
 #[test]

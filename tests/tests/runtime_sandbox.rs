@@ -305,9 +305,21 @@ fn deterministic_sleep_advances_virtual_clock_at_once() {
     let report = call("sleeper", &spec, &store);
 
     assert_eq!(report.outcome, Ok(()));
-    assert!(report.usage.wall_time < Duration::from_secs(1), "{:?}", report.usage.wall_time);
-    let observed = report.metrics.iter().find(|m| m.key == "observed_ms").unwrap();
-    assert!(observed.value >= 15_000.0, "virtual clock saw {} ms", observed.value);
+    assert!(
+        report.usage.wall_time < Duration::from_secs(1),
+        "{:?}",
+        report.usage.wall_time
+    );
+    let observed = report
+        .metrics
+        .iter()
+        .find(|m| m.key == "observed_ms")
+        .unwrap();
+    assert!(
+        observed.value >= 15_000.0,
+        "virtual clock saw {} ms",
+        observed.value
+    );
 }
 
 #[test]
@@ -318,7 +330,11 @@ fn deterministic_busy_wait_terminates() {
     let report = call("sleeper", &spec, &store);
 
     assert_eq!(report.outcome, Ok(()));
-    assert!(report.usage.wall_time < Duration::from_secs(1), "{:?}", report.usage.wall_time);
+    assert!(
+        report.usage.wall_time < Duration::from_secs(1),
+        "{:?}",
+        report.usage.wall_time
+    );
 }
 
 #[test]
@@ -331,7 +347,11 @@ fn real_sleep_is_cut_at_the_timeout() {
     let report = call("sleeper", &spec, &store);
 
     assert_eq!(limit_of(&report), &Limit::Timeout { millis: 200 });
-    assert!(report.usage.wall_time < Duration::from_secs(2), "{:?}", report.usage.wall_time);
+    assert!(
+        report.usage.wall_time < Duration::from_secs(2),
+        "{:?}",
+        report.usage.wall_time
+    );
 }
 
 #[test]

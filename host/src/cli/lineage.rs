@@ -53,7 +53,10 @@ pub(crate) fn run(config: &crate::config::Config, args: LineageArgs) -> Result<E
             None => {
                 let mut graph = Graph::default();
                 for start in starts {
-                    merge(&mut graph, store.traverse(start, direction, args.depth).await?);
+                    merge(
+                        &mut graph,
+                        store.traverse(start, direction, args.depth).await?,
+                    );
                 }
                 graph
             }
@@ -70,6 +73,11 @@ pub(crate) fn run(config: &crate::config::Config, args: LineageArgs) -> Result<E
 
 /// Resolves the argument to graph nodes. A run stands for its step runs.
 async fn start_nodes(store: &Store, id: &str) -> Result<Vec<Node>> {
+    // Accept the `kind:id` form the text output prints.
+    let id = ["dataset:", "artifact:", "step_run:"]
+        .iter()
+        .find_map(|prefix| id.strip_prefix(prefix))
+        .unwrap_or(id);
     if crate::store::artifacts::validate_digest(id).is_ok() {
         if store.get_dataset(id).await?.is_some() {
             return Ok(vec![Node::dataset(id)]);

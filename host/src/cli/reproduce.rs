@@ -230,7 +230,10 @@ fn print_comparison(
             c.step, c.artifact, result
         );
         if c.stored_copy != "intact" {
-            println!("      the stored copy was {} before the reproduction", c.stored_copy);
+            println!(
+                "      the stored copy was {} before the reproduction",
+                c.stored_copy
+            );
         }
     }
     for step in summary.steps.iter().filter(|s| s.error.is_some()) {

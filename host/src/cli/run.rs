@@ -82,7 +82,10 @@ async fn run_async(config: &Config, args: RunArgs) -> Result<ExitCode> {
     let text = match std::fs::read_to_string(&args.pipeline) {
         Ok(text) => text,
         Err(error) => {
-            eprintln!("error: cannot read pipeline file {}: {error}", args.pipeline.display());
+            eprintln!(
+                "error: cannot read pipeline file {}: {error}",
+                args.pipeline.display()
+            );
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
@@ -130,10 +133,14 @@ async fn run_async(config: &Config, args: RunArgs) -> Result<ExitCode> {
 /// pool can hold.
 pub(crate) fn parallelism(requested: Option<u64>, engine: &Engine) -> usize {
     let requested = requested.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    let wanted = requested.unwrap_or(RunOptions::default().parallelism).max(1);
+    let wanted = requested
+        .unwrap_or(RunOptions::default().parallelism)
+        .max(1);
     let max = engine.max_parallelism();
     if wanted > max {
-        eprintln!("warning: --parallelism {wanted} lowered to {max}, the size of the instance pool");
+        eprintln!(
+            "warning: --parallelism {wanted} lowered to {max}, the size of the instance pool"
+        );
     }
     wanted.min(max)
 }

@@ -257,7 +257,9 @@ async fn step_metrics(
         let mut latest: BTreeMap<String, (i64, i64, f64)> = BTreeMap::new();
         for point in store.step_metrics(&step.step_run.id).await? {
             let order = (point.step, point.timestamp_ms);
-            let entry = latest.entry(point.key).or_insert((order.0, order.1, point.value));
+            let entry = latest
+                .entry(point.key)
+                .or_insert((order.0, order.1, point.value));
             if order >= (entry.0, entry.1) {
                 *entry = (order.0, order.1, point.value);
             }
@@ -442,7 +444,12 @@ async fn diff(store: &Store, run_a: &str, run_b: &str, json: bool) -> Result<Exi
     let mut differences = Vec::new();
     compare("param", &a.params, &b.params, &mut differences);
     compare("tag", &a.tags, &b.tags, &mut differences);
-    compare("definition", &definition_map(&a), &definition_map(&b), &mut differences);
+    compare(
+        "definition",
+        &definition_map(&a),
+        &definition_map(&b),
+        &mut differences,
+    );
     compare("metric", &metrics_a, &metrics_b, &mut differences);
     compare(
         "artifact",
@@ -521,8 +528,14 @@ fn metric_map(
 }
 
 fn definition_map(detail: &RunDetail) -> BTreeMap<String, String> {
-    let digest = detail.pipeline.as_ref().map(|p| p.definition_digest.clone());
-    digest.map(|d| ("digest".to_owned(), d)).into_iter().collect()
+    let digest = detail
+        .pipeline
+        .as_ref()
+        .map(|p| p.definition_digest.clone());
+    digest
+        .map(|d| ("digest".to_owned(), d))
+        .into_iter()
+        .collect()
 }
 
 fn artifact_map(detail: &RunDetail) -> BTreeMap<String, String> {

@@ -152,9 +152,11 @@ impl PipelineDefinition {
     /// Parses YAML text and checks it against the pipeline schema. `origin` names the text in
     /// errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, DefinitionError> {
-        let value: Value = serde_yaml_ng::from_str::<UniqueKeys>(text).map(|v| v.0).map_err(|error| {
-            DefinitionError::single(origin, "/", format!("invalid YAML: {error}"))
-        })?;
+        let value: Value = serde_yaml_ng::from_str::<UniqueKeys>(text)
+            .map(|v| v.0)
+            .map_err(|error| {
+                DefinitionError::single(origin, "/", format!("invalid YAML: {error}"))
+            })?;
         let problems: Vec<Problem> = schema_validator()
             .iter_errors(&value)
             .map(|error| Problem {
@@ -179,7 +181,9 @@ struct UniqueKeys(Value);
 
 impl<'de> serde::Deserialize<'de> for UniqueKeys {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
     }
 }
 
@@ -324,7 +328,10 @@ steps:
 
         let error = PipelineDefinition::parse(&text, "demo.yaml").unwrap_err();
 
-        assert!(error.to_string().contains("duplicate key `retries`"), "{error}");
+        assert!(
+            error.to_string().contains("duplicate key `retries`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -231,7 +231,9 @@ fn check_input_file(path: &Path) -> Result<(), String> {
         Err(error) => return Err(format!("cannot read input file {shown}: {error}")),
     };
     if !meta.is_file() {
-        return Err(format!("input {shown} is not a regular file; give the path of a file"));
+        return Err(format!(
+            "input {shown} is not a regular file; give the path of a file"
+        ));
     }
     std::fs::File::open(path)
         .map(|_| ())
@@ -545,7 +547,13 @@ impl StepResolver<'_> {
 /// Whether a produced media type satisfies an expected one; `*` or `type/*` match anything, or
 /// anything of that type, and parameters such as `; charset=utf-8` are ignored.
 fn media_types_match(expected: &str, given: &str) -> bool {
-    let essence = |text: &str| text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = |text: &str| {
+        text.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
     let (expected, given) = (essence(expected), essence(given));
     if expected == "*/*" || expected == "*" || given == "application/octet-stream" {
         return true;
@@ -561,9 +569,7 @@ fn media_types_match(expected: &str, given: &str) -> bool {
 fn integral_floats_as_integers(value: Value) -> Value {
     match value {
         Value::Number(number) => match number.as_f64() {
-            Some(float)
-                if number.is_f64() && float.fract() == 0.0 && float.abs() < 9.0e15 =>
-            {
+            Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() < 9.0e15 => {
                 Value::from(float as i64)
             }
             _ => Value::Number(number),
@@ -605,7 +611,9 @@ fn substitute_text(text: &str, params: &Map<String, Value>) -> Result<Value, Str
     let mut whole = None;
     while let Some(start) = rest.find("${") {
         let Some(length) = rest[start..].find('}') else {
-            return Err(format!("`{text}` has an unclosed `${{`; write `${{params.NAME}}`"));
+            return Err(format!(
+                "`{text}` has an unclosed `${{`; write `${{params.NAME}}`"
+            ));
         };
         let reference = rest[start + 2..start + length].trim();
         let Some(name) = reference.strip_prefix("params.") else {
@@ -694,13 +702,22 @@ mod tests {
     use serde_json::json;
 
     fn params() -> Map<String, Value> {
-        json!({ "alpha": 0.5, "who": "wine" }).as_object().unwrap().clone()
+        json!({ "alpha": 0.5, "who": "wine" })
+            .as_object()
+            .unwrap()
+            .clone()
     }
 
     #[test]
     fn whole_reference_keeps_type() {
-        assert_eq!(substitute_text("${params.alpha}", &params()), Ok(json!(0.5)));
-        assert_eq!(substitute_text("${ params.alpha }", &params()), Ok(json!(0.5)));
+        assert_eq!(
+            substitute_text("${params.alpha}", &params()),
+            Ok(json!(0.5))
+        );
+        assert_eq!(
+            substitute_text("${ params.alpha }", &params()),
+            Ok(json!(0.5))
+        );
     }
 
     #[test]

@@ -41,8 +41,12 @@ pub(super) async fn create_run(
     store.set_tags(&run.id, &options.tags).await?;
     let plugins = record_plugins(engine, plan).await?;
     let mut snapshot = environment::snapshot(options.pipeline_dir.as_deref(), plugins);
-    snapshot.extra.insert("deterministic".into(), options.deterministic.into());
-    snapshot.extra.insert("cache".into(), options.use_cache.into());
+    snapshot
+        .extra
+        .insert("deterministic".into(), options.deterministic.into());
+    snapshot
+        .extra
+        .insert("cache".into(), options.use_cache.into());
     store.put_environment(&run.id, &snapshot).await?;
     import_inputs(engine, &run.id, plan).await?;
     create_step_runs(engine, &run.id, plan).await?;

@@ -112,7 +112,10 @@ async fn try_cache(
     };
 
     // A hit on a step run that was itself a hit points at the step run that executed.
-    let origin = source.cached_from.clone().unwrap_or_else(|| source.id.clone());
+    let origin = source
+        .cached_from
+        .clone()
+        .unwrap_or_else(|| source.id.clone());
     let resource_prefix = format!("{}/", source.name);
     let mut cached = completion(task, key, StepStatus::Cached, 0, None);
     cached.cached_from = Some(origin.clone());
@@ -281,7 +284,13 @@ async fn run_attempt(
             return Ok(Attempt::Failed(error.to_string(), records));
         }
         Err(error) => {
-            let failed = completion(task, key, StepStatus::Failed, attempt, Some(error.to_string()));
+            let failed = completion(
+                task,
+                key,
+                StepStatus::Failed,
+                attempt,
+                Some(error.to_string()),
+            );
             finish(task, records.complete(failed), started, Vec::new()).await?
         }
     };

@@ -3,6 +3,7 @@
 
 use super::bindings::{GuestError, StepExecutorPre, WitStepContext, types};
 use super::error::CallError;
+use super::host::clocks::VirtualClock;
 use super::io::{ArtifactIo, ArtifactRef};
 use super::state::{CallState, EffectiveLimits, LogLine, MetricPoint, StdioCapture};
 use super::violations::{Limit, Violation, ViolationLog};
@@ -14,7 +15,6 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
-use super::host::clocks::VirtualClock;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// What to run: the step's identity, params and artifacts.
@@ -213,10 +213,17 @@ struct CancelledCall;
 /// NOTE: a call blocked in a host function is only stopped when it returns to wasm. Sleeps are
 /// cut short at the deadline (see `host::clocks`), and the other blocking WASI calls reach
 /// nothing in this sandbox, but a cancel request waits for a running sleep to end.
-fn watch_deadline(store: &mut Store<CallState>, deadline: Instant, cancel: Option<Arc<AtomicBool>>) {
+fn watch_deadline(
+    store: &mut Store<CallState>,
+    deadline: Instant,
+    cancel: Option<Arc<AtomicBool>>,
+) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        if cancel.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed)) {
+        if cancel
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+        {
             return Err(wasmtime::Error::new(CancelledCall));
         }
         if Instant::now() >= deadline {

@@ -369,7 +369,9 @@ description = "says hello"
     fn rejects_params_schema_that_is_not_an_object() {
         let text = format!("{MINIMAL}[params-schema]\ntype = \"string\"\n");
 
-        let error = Manifest::parse(&text, "plugin.toml").unwrap_err().to_string();
+        let error = Manifest::parse(&text, "plugin.toml")
+            .unwrap_err()
+            .to_string();
 
         assert!(error.contains("always a JSON object"), "{error}");
     }

@@ -377,7 +377,12 @@ fn start_write_back(file: &File, offset: u64, length: u64) -> io::Result<()> {
     };
     // SAFETY: the descriptor is open for the lifetime of `file`, and the call reads no memory.
     let result = unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, length, libc::SYNC_FILE_RANGE_WRITE)
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset,
+            length,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
     };
     if result == 0 {
         Ok(())
@@ -431,7 +436,10 @@ mod tests {
         let store = ArtifactStore::open(dir.path()).unwrap();
         let (digest, _) = store.put_bytes(b"original").unwrap();
         fs::write(store.path_of(&digest).unwrap(), b"tampered").unwrap();
-        assert!(matches!(store.verify(&digest).unwrap(), StoredState::Corrupt { .. }));
+        assert!(matches!(
+            store.verify(&digest).unwrap(),
+            StoredState::Corrupt { .. }
+        ));
 
         store.put_bytes(b"original").unwrap();
 

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant as StdInstant};
 use wasmtime::component::{HasData, Linker, Resource};
 use wasmtime_wasi::clocks::WasiClocksView as _;
 use wasmtime_wasi::p2::DynPollable;
-use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::{self, Duration as WasiDuration, Instant};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::{
+    self, Duration as WasiDuration, Instant,
+};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
 
 /// Virtual time advanced per clock read, so a loop that waits for time to pass terminates.
@@ -101,7 +103,10 @@ impl monotonic_clock::Host for &mut CallState {
         self.bounded_sleep(Duration::from_nanos(when.saturating_sub(now)))
     }
 
-    fn subscribe_duration(&mut self, duration: WasiDuration) -> wasmtime::Result<Resource<DynPollable>> {
+    fn subscribe_duration(
+        &mut self,
+        duration: WasiDuration,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
         if let Some(clock) = &self.virtual_clock {
             clock.advance_by(duration);
             return self.bounded_sleep(Duration::ZERO);

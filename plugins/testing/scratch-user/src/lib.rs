@@ -14,7 +14,9 @@ impl Executor for ScratchUser {
         std::fs::write("/scratch/note.txt", NOTE)?;
         let read_back = std::fs::read_to_string("/scratch/note.txt")?;
         if std::fs::read("/etc/passwd").is_ok() {
-            return Err(Error::Other("a host file outside /scratch was readable".into()));
+            return Err(Error::Other(
+                "a host file outside /scratch was readable".into(),
+            ));
         }
         let mut output = context.create_output("echo", "text/plain")?;
         output.write_all(read_back.as_bytes())?;
