@@ -243,7 +243,10 @@ fn print_dot(graph: &Graph, labels: &BTreeMap<Node, String>) {
             NodeKind::Artifact => "note",
             NodeKind::StepRun => "box",
         };
-        let label = labels[node].replace('"', "'");
+        let label = labels[node]
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
         println!(
             "  \"{}\" [shape={shape}, label=\"{label}\"];",
             node_key(node.kind, &node.id)

@@ -18,8 +18,8 @@ pub(crate) enum RunsCommand {
         pipeline: Option<String>,
         /// Only runs with this status (queued, running, succeeded, failed, cancelled,
         /// interrupted).
-        #[arg(long)]
-        status: Option<String>,
+        #[arg(long, value_parser = parse_status)]
+        status: Option<RunStatus>,
         /// Only runs with this tag: KEY=VALUE; repeat to require several.
         #[arg(long = "tag", value_parser = parse_key_value)]
         tags: Vec<(String, String)>,
@@ -100,27 +100,28 @@ pub(crate) fn run(config: &Config, command: RunsCommand) -> Result<ExitCode> {
     })
 }
 
-fn parse_status(text: &str) -> Result<RunStatus> {
+/// Parses a run status for clap, so an unknown one is a usage error like any other.
+fn parse_status(text: &str) -> Result<RunStatus, String> {
     let quoted = serde_json::Value::String(text.to_owned());
-    match serde_json::from_value::<RunStatus>(quoted) {
-        Ok(status) => Ok(status),
-        Err(_) => bail!(
-            "unknown status `{text}`: use queued, running, succeeded, failed, cancelled or interrupted"
-        ),
-    }
+    serde_json::from_value::<RunStatus>(quoted).map_err(|_| {
+        format!(
+            "unknown status `{text}`: use queued, running, succeeded, failed, cancelled or \
+             interrupted"
+        )
+    })
 }
 
 async fn list(
     store: &Store,
     pipeline: Option<String>,
-    status: Option<String>,
+    status: Option<RunStatus>,
     tags: Vec<(String, String)>,
     limit: u64,
     json: bool,
 ) -> Result<ExitCode> {
     let filter = RunFilter {
         pipeline_name: pipeline,
-        status: status.as_deref().map(parse_status).transpose()?,
+        status,
         tags,
         limit: Some(limit),
         ..RunFilter::default()
