@@ -77,10 +77,10 @@ pub(crate) fn shadow_monotonic_clock(linker: &mut Linker<CallState>) -> wasmtime
 }
 
 impl CallState {
-    /// A sleep of `wanted`, cut short at the call's deadline.
-    fn bounded_sleep(&mut self, wanted: Duration) -> wasmtime::Result<Resource<DynPollable>> {
+    /// Subscribes to a sleep of `requested`, cut short at the call's deadline.
+    fn bounded_sleep(&mut self, requested: Duration) -> wasmtime::Result<Resource<DynPollable>> {
         let remaining = self.deadline.saturating_duration_since(StdInstant::now());
-        let nanos = u64::try_from(wanted.min(remaining).as_nanos()).unwrap_or(u64::MAX);
+        let nanos = u64::try_from(requested.min(remaining).as_nanos()).unwrap_or(u64::MAX);
         monotonic_clock::Host::subscribe_duration(&mut self.clocks(), nanos)
     }
 }
