@@ -86,7 +86,7 @@ impl Config {
     /// Database URL in effect, with any password replaced by `***` for printing.
     pub fn redacted_database_url(&self) -> String {
         match &self.database_url {
-            Some(url) => redact_password(url),
+            Some(url) => crate::store::redact_password(url),
             None => format!("sqlite://{}", self.data_dir.join("runledger.db").display()),
         }
     }
@@ -100,19 +100,6 @@ fn default_data_dir() -> PathBuf {
     match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
         Some(home) => Path::new(&home).join(".local/share/runledger"),
         None => PathBuf::from(".runledger"),
-    }
-}
-
-fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
 }
 

@@ -4,7 +4,7 @@ use crate::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-/// Everything the host tells a step executor about the call.
+/// Everything the host passes a step executor about the call.
 ///
 /// ```no_run
 /// # fn run(context: runledger_sdk::StepContext) -> runledger_sdk::Result<()> {

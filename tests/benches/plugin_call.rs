@@ -155,8 +155,8 @@ fn load_times() -> anyhow::Result<(Duration, Duration)> {
     Ok((compile, hit))
 }
 
-/// The copy with the median throughput of [`COPY_REPEATS`], and the largest memory growth of
-/// them all.
+/// Runs [`COPY_REPEATS`] copies and returns the median throughput with the largest memory
+/// growth of them all.
 fn median_artifact_copy() -> anyhow::Result<Throughput> {
     let mut runs = Vec::new();
     for _ in 0..COPY_REPEATS {

@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// The repository root.
+/// Returns the repository root.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -34,7 +34,8 @@ pub fn test_plugins_dir() -> PathBuf {
     workspace_root().join("target/test-plugins")
 }
 
-/// A registry of first-party and test plugins; panics with the fix when they are not built.
+/// Returns a registry of first-party and test plugins, and panics with the fix when they are
+/// not built.
 pub fn registry() -> &'static PluginRegistry {
     static REGISTRY: OnceLock<PluginRegistry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
@@ -54,7 +55,7 @@ pub fn plugin(spec: &str) -> Arc<Plugin> {
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// One runtime per test binary, as in the server: the pooling allocator reserves address space
+/// Returns the one runtime of this test binary, as in the server: the pooling allocator reserves address space
 /// per engine, so tests share it instead of creating one each.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -67,7 +68,7 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
-/// An artifact store in a fresh temporary directory, dropped with the returned guard.
+/// Opens an artifact store in a fresh temporary directory, dropped with the returned guard.
 pub fn temp_store() -> (tempfile::TempDir, ArtifactStore) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = ArtifactStore::open(dir.path().join("artifacts")).expect("artifact store");
@@ -85,7 +86,7 @@ pub fn input(store: &ArtifactStore, name: &str, bytes: &[u8], media_type: &str) 
     }
 }
 
-/// A call with the given params, inputs and output names, deterministic, attempt 1.
+/// Builds a deterministic first-attempt call with the given params, inputs and output names.
 pub fn step_call(
     params: serde_json::Value,
     inputs: Vec<ArtifactRef>,

@@ -129,8 +129,8 @@ async fn run_async(config: &Config, args: RunArgs) -> Result<ExitCode> {
     Ok(exit_code(summary.status))
 }
 
-/// The requested parallelism, or the number of cores, capped at what the runtime's instance
-/// pool can hold.
+/// Returns the requested parallelism, or the number of cores, capped at what the runtime's
+/// instance pool can hold.
 pub(crate) fn parallelism(requested: Option<u64>, engine: &Engine) -> usize {
     let requested = requested.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let wanted = requested
@@ -236,7 +236,7 @@ fn key_metrics(metrics: &std::collections::BTreeMap<String, f64>) -> String {
         .join(" ")
 }
 
-/// A metric value with four significant decimals, integers without a fraction.
+/// Formats a metric value with four decimals, or an integer without a fraction.
 pub(crate) fn format_metric(value: f64) -> String {
     if value.fract() == 0.0 && value.abs() < 1e15 {
         format!("{value:.0}")

@@ -506,7 +506,7 @@ fn compare(
     }
 }
 
-/// Each step's latest metrics as `STEP.KEY`, leaving out resource use (`STEP/...` keys), so two
+/// Collects each step's latest metrics as `STEP.KEY`, leaving out resource use (`STEP/...` keys), so two
 /// steps logging the same key are compared step by step.
 fn metric_map(
     detail: &RunDetail,

@@ -30,7 +30,7 @@ pub fn git_state(dir: &Path) -> Option<GitState> {
     })
 }
 
-/// The snapshot for a run of plugins `plugins` defined in a file under `pipeline_dir`.
+/// Builds the snapshot for a run of plugins `plugins` defined in a file under `pipeline_dir`.
 pub fn snapshot(pipeline_dir: Option<&Path>, plugins: Vec<PluginRef>) -> EnvironmentSnapshot {
     EnvironmentSnapshot {
         git: pipeline_dir.and_then(git_state),
@@ -44,7 +44,7 @@ pub fn snapshot(pipeline_dir: Option<&Path>, plugins: Vec<PluginRef>) -> Environ
     }
 }
 
-/// The user running this process: `$USER`, else `$LOGNAME`, else the account name of the
+/// Returns the user running this process: `$USER`, else `$LOGNAME`, else the account name of the
 /// process's user id in /etc/passwd, else `uid N`.
 pub fn current_user() -> String {
     let from_env = ["USER", "LOGNAME"]
@@ -79,7 +79,7 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".to_owned())
 }
 
-/// Whether a process with this id is alive on this machine.
+/// Checks whether a process with this id is alive on this machine.
 pub fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }

@@ -213,7 +213,7 @@ pub(super) async fn execute(
     })
 }
 
-/// The run's pipeline inputs by name, each with whether it is a recorded dataset (raw data
+/// Loads the run's pipeline inputs by name, each with whether it is a recorded dataset (raw data
 /// entering the system) rather than an artifact some step produced.
 async fn pipeline_inputs(
     engine: &Engine,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where a step input comes from.
+/// The source of a step input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// A pipeline input, by name.
@@ -84,7 +84,7 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
 }
 
-/// What a plan needs besides the definition.
+/// The registry, paths, overrides and stores a plan needs besides the definition.
 pub struct PlanContext<'a> {
     /// Plugins available.
     pub registry: &'a PluginRegistry,
@@ -94,8 +94,8 @@ pub struct PlanContext<'a> {
     pub overrides: &'a Map<String, Value>,
     /// The artifact store, to check inputs given by digest.
     pub artifacts: &'a ArtifactStore,
-    /// Inputs pinned to stored digests whatever the definition says, as when reproducing a
-    /// recorded run.
+    /// Inputs pinned to stored digests whatever the definition contains, as when reproducing
+    /// a recorded run.
     pub pinned_inputs: &'a BTreeMap<String, String>,
 }
 
@@ -321,8 +321,8 @@ struct StepResolver<'a> {
 }
 
 impl StepResolver<'_> {
-    /// A JSON pointer into step `index`, followed by the step's name so the reader need not
-    /// count steps: `/steps/1/params/alpha (step train)`.
+    /// Formats a JSON pointer into step `index`, followed by the step's name so the reader need
+    /// not count steps: `/steps/1/params/alpha (step train)`.
     fn place(&self, index: usize, suffix: &str) -> String {
         let name = &self.definition.steps[index].name;
         format!("/steps/{index}/{suffix} (step {name})")
@@ -435,7 +435,7 @@ impl StepResolver<'_> {
         inputs
     }
 
-    /// The declared media type of a source: the pipeline input's `media-type`, or the upstream
+    /// Returns the declared media type of a source: the pipeline input's `media-type`, or the upstream
     /// plugin's declared output type.
     fn media_type_of(&self, source: &Source) -> Option<String> {
         match source {
@@ -544,8 +544,8 @@ impl StepResolver<'_> {
     }
 }
 
-/// Whether a produced media type satisfies an expected one; `*` or `type/*` match anything, or
-/// anything of that type, and parameters such as `; charset=utf-8` are ignored.
+/// Checks whether a produced media type satisfies an expected one. `*` matches anything and
+/// `type/*` anything of that type. Parameters such as `; charset=utf-8` are ignored.
 fn media_types_match(expected: &str, given: &str) -> bool {
     let essence = |text: &str| {
         text.split(';')

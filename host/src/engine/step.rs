@@ -52,7 +52,8 @@ impl StepTask {
         step_seed(self.run_seed, &self.step.name)
     }
 
-    /// The cache key: plugin digest, resolved params, input digests, seed and runtime versions.
+    /// Computes the cache key: plugin digest, resolved params, input digests, seed and runtime
+    /// versions.
     fn cache_key(&self) -> String {
         let inputs: BTreeMap<&str, &str> = self
             .inputs
@@ -75,7 +76,7 @@ impl StepTask {
     }
 }
 
-/// The seed of one step: the first 8 bytes of SHA-256 over the run seed and the step name, so
+/// Derives the seed of one step: the first 8 bytes of SHA-256 over the run seed and the step name, so
 /// steps get independent streams that repeat whenever the run seed does.
 pub(super) fn step_seed(run_seed: u64, step_name: &str) -> u64 {
     let digest = sha2::Sha256::digest(format!("{run_seed}:{step_name}").as_bytes());
@@ -260,13 +261,7 @@ async fn run_attempt(
     let report = match call_plugin(task, attempt).await {
         Ok(report) => report,
         Err(error) => {
-            let failed = completion(
-                task,
-                key,
-                StepStatus::Failed,
-                attempt,
-                Some(error.to_string()),
-            );
+            let failed = failed_completion(task, key, attempt, &error);
             return Ok(Attempt::Ended(
                 finish(task, failed, started, Vec::new()).await?,
             ));
@@ -284,22 +279,27 @@ async fn run_attempt(
             return Ok(Attempt::Failed(error.to_string(), records));
         }
         Err(error) => {
-            let failed = completion(
-                task,
-                key,
-                StepStatus::Failed,
-                attempt,
-                Some(error.to_string()),
-            );
+            let failed = failed_completion(task, key, attempt, error);
             finish(task, records.complete(failed), started, Vec::new()).await?
         }
     };
     Ok(Attempt::Ended(summary))
 }
 
-/// Whether another attempt may end differently. A sandboxed call that hit a memory, fuel,
-/// stack, log or output limit, or reached for a withheld capability, does the same again; a
-/// timeout depends on the machine's load, and an error value may report a passing condition.
+/// Builds the completion of a step whose attempt failed for good with `error`.
+fn failed_completion(
+    task: &StepTask,
+    key: &str,
+    attempt: u32,
+    error: &impl ToString,
+) -> StepCompletion {
+    let message = Some(error.to_string());
+    completion(task, key, StepStatus::Failed, attempt, message)
+}
+
+/// Checks whether another attempt may end differently. A sandboxed call that hit a memory,
+/// fuel, stack, log or output limit, or reached for a withheld capability, does the same again.
+/// A timeout depends on the machine's load, and an error value may report a passing condition.
 fn retry_may_help(error: &CallError) -> bool {
     match error {
         CallError::LimitExceeded { limit } => matches!(limit, Limit::Timeout { .. }),

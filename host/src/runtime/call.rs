@@ -157,7 +157,8 @@ fn wit_context(call: &StepCall) -> WitStepContext {
     }
 }
 
-/// Runs one call to completion and reports what happened. Never panics on guest behaviour.
+/// Runs one call to completion and reports what happened. Guest faults become a
+/// [`CallError`] in the report rather than a panic.
 pub(crate) fn run_call(
     setup: CallSetup<'_>,
     call: &StepCall,
@@ -260,8 +261,8 @@ fn invoke(
     classify(raw, violations, &store.data().stdio, &store.data().limits)
 }
 
-/// Longest error message kept from a plugin; the rest is cut, so a plugin cannot flood the
-/// step record or the terminal through its error value.
+/// Maximum length of an error message kept from a plugin. The rest is cut, so a plugin cannot
+/// flood the step record or the terminal through its error value.
 const MAX_ERROR_MESSAGE_BYTES: usize = 16 << 10;
 
 fn truncate_message(mut message: String) -> String {
@@ -295,7 +296,7 @@ fn guest_error(error: GuestError) -> CallError {
 }
 
 /// Picks the most telling cause: a withheld capability first, then a limit the host recorded,
-/// then what the trap or the guest's error value says.
+/// then what the trap or the guest's error value reports.
 fn classify(
     raw: RawOutcome,
     mut violations: Vec<Violation>,
@@ -306,7 +307,7 @@ fn classify(
         && error.downcast_ref::<Trap>() == Some(&Trap::UnreachableCodeReached)
     {
         // Rust's panic handler reads RUST_BACKTRACE, so a panic always looks like an attempt
-        // to read the environment; the panic message says more.
+        // to read the environment. The panic message is the better explanation.
         violations.retain(|v| {
             !matches!(v, Violation::Denied { capability, .. }
             if *capability == super::violations::Capability::Environment)
@@ -323,7 +324,7 @@ fn classify(
     Err(violation_error(&violations, &failure).unwrap_or(failure))
 }
 
-/// The recorded violation that explains `failure`: a denied capability (keeping the plugin's
+/// Finds the recorded violation that explains `failure`: a denied capability (keeping the plugin's
 /// own error beside it), else a limit.
 fn violation_error(violations: &[Violation], failure: &CallError) -> Option<CallError> {
     let plugin_error = match failure {

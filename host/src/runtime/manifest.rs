@@ -1,4 +1,4 @@
-//! `plugin.toml`: what a plugin is, what it accepts and what it asks the host for.
+//! `plugin.toml`: what a plugin is, what it accepts and what it requests from the host.
 //!
 //! ```toml
 //! name = "hello"
@@ -41,7 +41,7 @@ pub enum PluginKind {
 }
 
 impl PluginKind {
-    /// The WIT world name components of this kind implement.
+    /// Returns the WIT world that components of this kind implement.
     pub fn world(self) -> &'static str {
         match self {
             Self::StepExecutor => "step-executor",
@@ -69,7 +69,7 @@ pub struct ArtifactDecl {
     pub optional: bool,
 }
 
-/// Limits the plugin asks for; the runtime caps each by its operator settings.
+/// Limits the plugin requests. The runtime caps each by its operator settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RequestedLimits {
@@ -187,7 +187,7 @@ impl Manifest {
         format!("{}@{}", self.name, self.version)
     }
 
-    /// The parsed semantic version; valid after [`Manifest::parse`].
+    /// Returns the parsed semantic version, valid after [`Manifest::parse`].
     pub fn semver(&self) -> semver::Version {
         semver::Version::parse(&self.version).unwrap_or_else(|_| semver::Version::new(0, 0, 0))
     }

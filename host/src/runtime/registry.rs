@@ -212,7 +212,8 @@ impl PluginRegistry {
         }
     }
 
-    /// A plugin whose component has this digest (the first loaded, when several share it).
+    /// Finds a plugin whose component has this digest (the first loaded, when several share
+    /// it).
     pub fn by_digest(&self, digest: &str) -> Option<Arc<Plugin>> {
         self.by_digest.get(digest).cloned()
     }

@@ -284,7 +284,7 @@ impl Read for VerifyingReader {
     }
 }
 
-/// Bytes after which a writer asks the kernel to start writing what it has written to disk.
+/// Bytes after which a writer has the kernel start writing what it has written to disk.
 /// Starting write-back as it goes spreads the disk writes over the whole artifact, so the
 /// `fsync` at commit has little left to wait for.
 const SYNC_INTERVAL_BYTES: u64 = 64 << 20;
@@ -328,7 +328,7 @@ impl ArtifactWriter {
 
 impl ArtifactStore {
     fn persist(&self, file: tempfile::NamedTempFile, digest: &str) -> Result<(), ArtifactError> {
-        // An intact existing copy is kept, which saves a flush to disk; a damaged one is
+        // An intact existing copy is kept, which saves a flush to disk. A damaged one is
         // replaced by the new bytes, which were just hashed to `digest`.
         let path = self.path_of(digest)?;
         if path.is_file() && self.verify(digest)? == StoredState::Intact {

@@ -195,7 +195,7 @@ fn is_in_memory(url: &str) -> bool {
 }
 
 /// Replaces the password of a database URL with `***`, so the URL can be logged.
-fn redact_password(url: &str) -> String {
+pub fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
