@@ -11,4 +11,5 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod runtime;
+pub mod server;
 pub mod store;

@@ -4,6 +4,7 @@
 //!
 //! Run it with `cargo xtask bench engine`.
 
+use anyhow::Context as _;
 use runledger::engine::plan::plan;
 use runledger::engine::{Engine, PlanContext, RunOptions};
 use runledger::runtime::{Runtime, RuntimeSettings};
@@ -79,7 +80,11 @@ async fn run_pipeline(yaml: &str) -> anyhow::Result<f64> {
         pinned_inputs: &Default::default(),
     };
     let plan = plan(yaml, "generated", &context)?;
-    runtime.prepare(&plan.steps[0].plugin)?;
+    let plugin = plan.steps[0]
+        .plugin
+        .as_ref()
+        .context("the step runs a plugin")?;
+    runtime.prepare(plugin)?;
     let engine = Engine::new(Arc::new(runtime), store, artifacts);
     let options = RunOptions {
         use_cache: false,

@@ -6,6 +6,8 @@
 //! The plugins must be built first: `cargo xtask build-plugins` (which `cargo xtask test` runs).
 //! Tests that drive the binary also need `cargo build -p runledger`.
 
+pub mod server;
+
 use runledger::engine::StoreArtifactIo;
 use runledger::runtime::{
     ArtifactRef, CallReport, Plugin, PluginRegistry, Runtime, RuntimeSettings, StepCall,
@@ -150,6 +152,19 @@ pub fn runledger_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Returns the tests' Python venv, `target/venv`, with schemathesis, openapi-spec-validator and
+/// openlineage-python installed; its interpreter is `bin/python` inside it. Panics with the fix
+/// when it is missing.
+pub fn python_venv() -> PathBuf {
+    let venv = workspace_root().join("target/venv");
+    assert!(
+        venv.join("bin/python").is_file(),
+        "{} is missing: run cargo xtask setup",
+        venv.display()
+    );
+    venv
 }
 
 /// Computes the lowercase hex SHA-256 of a file with coreutils `sha256sum`, so the check does not

@@ -1,11 +1,13 @@
 //! Project automation for runledger: `cargo xtask <command>`.
 //!
-//! - `setup` installs what the build needs (the wasm32-wasip2 Rust target).
+//! - `setup` installs what the build and the tests need: the wasm32-wasip2 Rust target, and a
+//!   Python venv at `target/venv` with schemathesis, openapi-spec-validator and the OpenLineage
+//!   client at pinned versions.
 //! - `build-plugins` builds every plugin for wasm32-wasip2 in release mode and collects each
 //!   component with its manifest under `target/plugins/` (first-party plugins) and
 //!   `target/test-plugins/` (the misbehaving test corpus).
 //! - `demo` does both, then runs the wine-quality example end to end.
-//! - `test` does both, then runs every test of the workspace.
+//! - `test` runs `setup` and `build-plugins`, then every test of the workspace.
 //! - `bench NAME` runs a benchmark and prints its figures.
 
 use anyhow::{Context, Result, bail};
@@ -15,6 +17,7 @@ use std::process::Command;
 
 mod demo;
 mod plugins;
+mod python;
 
 #[derive(Parser)]
 #[command(about = "runledger project automation")]
@@ -25,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the wasm32-wasip2 Rust target if it is missing.
+    /// Install the wasm32-wasip2 Rust target and the tests' Python venv if they are missing.
     Setup,
     /// Build all plugins for wasm32-wasip2 and collect them with their manifests.
     BuildPlugins,
@@ -51,11 +54,16 @@ enum Benchmark {
     PluginCall,
     /// Engine overhead per step of 1,000-step pipelines on SQLite.
     Engine,
+    /// Metric ingestion over HTTP by `runledger serve` on SQLite.
+    Ingest,
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Task::Setup => setup(),
+        Task::Setup => {
+            setup()?;
+            python::ensure_venv(&workspace_root())
+        }
         Task::BuildPlugins => {
             setup()?;
             plugins::build_all(&workspace_root())
@@ -110,12 +118,14 @@ pub(crate) fn cargo() -> Command {
 fn test(args: &[String]) -> Result<()> {
     setup()?;
     let root = workspace_root();
+    python::ensure_venv(&root)?;
     plugins::build_all(&root)?;
     // The end-to-end tests drive the binary itself, which `cargo test` does not build for
-    // another package's tests.
+    // another package's tests. Building every target of the workspace selects the same
+    // packages and features as the test run, so dependencies are compiled once, not twice.
     run(cargo()
         .current_dir(&root)
-        .args(["build", "-p", "runledger", "--bin", "runledger"]))?;
+        .args(["build", "--workspace", "--all-targets"]))?;
     run(cargo()
         .current_dir(&root)
         .args(["test", "--workspace", "--no-fail-fast"])
@@ -129,6 +139,18 @@ fn bench(name: Benchmark) -> Result<()> {
     let bin = match name {
         Benchmark::PluginCall => "bench-plugin-call",
         Benchmark::Engine => "bench-engine",
+        Benchmark::Ingest => {
+            // The ingestion benchmark starts the dev build of the binary as its server.
+            run(cargo().current_dir(&root).args([
+                "build",
+                "--quiet",
+                "-p",
+                "runledger",
+                "--bin",
+                "runledger",
+            ]))?;
+            "bench-ingest"
+        }
     };
     run(cargo()
         .current_dir(&root)

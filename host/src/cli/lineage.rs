@@ -174,6 +174,11 @@ async fn labels(store: &Store, graph: &Graph) -> Result<BTreeMap<Node, String>> 
                 Some(step) => format!("step {} of run {}", step.name, step.run_id),
                 None => "step run".to_owned(),
             },
+            NodeKind::Run => match store.get_run(&node.id).await? {
+                Some(run) => format!("run {}", run.name),
+                None => "run".to_owned(),
+            },
+            NodeKind::NamedDataset => format!("dataset {}", node.id),
         };
         labels.insert(node.clone(), label);
     }
@@ -239,9 +244,9 @@ fn print_dot(graph: &Graph, labels: &BTreeMap<Node, String>) {
     println!("  rankdir=LR;");
     for node in &graph.nodes {
         let shape = match node.kind {
-            NodeKind::Dataset => "cylinder",
+            NodeKind::Dataset | NodeKind::NamedDataset => "cylinder",
             NodeKind::Artifact => "note",
-            NodeKind::StepRun => "box",
+            NodeKind::StepRun | NodeKind::Run => "box",
         };
         let label = labels[node]
             .replace('\\', "\\\\")

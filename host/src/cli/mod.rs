@@ -8,6 +8,8 @@ mod progress;
 mod reproduce;
 mod run;
 mod runs;
+mod serve;
+mod tokens;
 
 use crate::config::Config;
 use clap::{Parser, Subcommand};
@@ -79,6 +81,11 @@ enum Command {
     /// List and inspect plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Serve the HTTP API: runs, ingestion, artifacts, lineage and plugins.
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke bearer tokens of the HTTP API.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Manage the database.
     #[command(subcommand)]
     Db(db::DbCommand),
@@ -87,7 +94,7 @@ enum Command {
 /// Entry point of the binary: parses arguments, runs the command and maps errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(matches!(cli.command, Command::Serve(_)));
     let mut config = Config::resolve(cli.data_dir, cli.plugin_dirs, cli.database_url);
     config.sandbox = crate::config::SandboxCaps {
         max_memory_mib: cli.max_plugin_memory_mib,
@@ -101,6 +108,8 @@ pub fn main() -> ExitCode {
         Command::Lineage(args) => lineage::run(&config, args),
         Command::Reproduce(args) => reproduce::run(&config, args),
         Command::Plugins(command) => plugins::run(&config, command),
+        Command::Serve(args) => serve::run(&config, args),
+        Command::Tokens(command) => tokens::run(&config, command),
         Command::Db(command) => db::run(&config, command),
     };
     match result {
@@ -112,12 +121,22 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(serving: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_filter(serving)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// Log filter when `RUST_LOG` is unset: the server logs its requests and lifecycle at info,
+/// other commands only warnings.
+fn default_log_filter(serving: bool) -> &'static str {
+    if serving {
+        "warn,runledger=info,tower_http=info"
+    } else {
+        "warn"
+    }
 }

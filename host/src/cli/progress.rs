@@ -1,6 +1,6 @@
 //! The live display of a running pipeline: one line per step on stderr.
 
-use crate::engine::{Plan, ProgressEvent};
+use crate::engine::{Plan, ProgressEvent, report_path};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -47,7 +47,7 @@ impl Progress {
             .collect();
         let task = tokio::spawn(async move {
             while let Some(event) = events.recv().await {
-                apply(&bars, event);
+                apply(&multi, &bars, event);
             }
             for bar in bars.values() {
                 if !bar.is_finished() {
@@ -64,7 +64,7 @@ impl Progress {
     }
 }
 
-fn apply(bars: &BTreeMap<String, ProgressBar>, event: ProgressEvent) {
+fn apply(multi: &MultiProgress, bars: &BTreeMap<String, ProgressBar>, event: ProgressEvent) {
     match event {
         ProgressEvent::StepStarted { step, attempt } => {
             if let Some(bar) = bars.get(&step) {
@@ -88,6 +88,28 @@ fn apply(bars: &BTreeMap<String, ProgressBar>, event: ProgressEvent) {
                     "attempt {attempt} failed, retrying in {delay:?}: {error}"
                 ));
             }
+        }
+        ProgressEvent::StepWaiting {
+            step,
+            step_run_id,
+            token,
+        } => {
+            if let Some(bar) = bars.get(&step) {
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar.set_message("waiting for an external report");
+            }
+            // Printed even when the display is hidden (`--json`, or stderr not a terminal),
+            // because the client needs the token to report the step.
+            let credential = match &token {
+                Some(token) => format!("token {}", token.expose()),
+                None => "the step token issued when the run was created".to_owned(),
+            };
+            multi.suspend(|| {
+                eprintln!(
+                    "step {step} waits for an external report: POST {} with {credential}",
+                    report_path(&step_run_id)
+                );
+            });
         }
         ProgressEvent::StepFinished(summary) => {
             if let Some(bar) = bars.get(&summary.name) {

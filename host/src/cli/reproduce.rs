@@ -129,8 +129,15 @@ fn recorded_plan(context: &EngineContext, original: &RunDetail) -> Result<Plan> 
                 )
             })?;
         let record = &record.step_run;
+        if let serde_json::Value::Object(params) = &record.params_json {
+            step.params = params.clone();
+        }
+        // An external step has no plugin: its client reports it again in the new run.
+        if step.is_external() {
+            continue;
+        }
         let digest = record.plugin_digest.clone().unwrap_or_default();
-        step.plugin = context.registry.by_digest(&digest).with_context(|| {
+        let plugin = context.registry.by_digest(&digest).with_context(|| {
             format!(
                 "step `{}` ran plugin {}@{} with digest {digest}, which is not installed; install that exact component to reproduce the run",
                 step.name,
@@ -138,9 +145,7 @@ fn recorded_plan(context: &EngineContext, original: &RunDetail) -> Result<Plan> 
                 record.plugin_version.as_deref().unwrap_or("?"),
             )
         })?;
-        if let serde_json::Value::Object(params) = &record.params_json {
-            step.params = params.clone();
-        }
+        step.plugin = Some(plugin);
     }
     // The run records the original's params, whatever the definition's defaults were.
     plan.params = original

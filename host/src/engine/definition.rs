@@ -16,7 +16,15 @@
 //!     params: { seed: "${params.seed}" }
 //!     retries: 2
 //!     timeout: 30s
+//!   - name: label
+//!     executor: external
+//!     inputs: { rows: split.train }
+//!     outputs: [labels]
+//!     timeout: 2h
 //! ```
+//!
+//! A step with `executor: external` runs no plugin: it declares its `outputs`, and the run
+//! waits until a client reports them over the API.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -49,9 +57,16 @@ pub struct InputSpec {
 pub struct StepSpec {
     /// Unique step name.
     pub name: String,
-    /// `NAME` or `NAME@VERSION`.
-    pub plugin: String,
-    /// Plugin input name to `inputs.NAME` or `STEP.OUTPUT`.
+    /// The kind of executor that runs the step.
+    #[serde(default, skip_serializing_if = "StepExecutor::is_wasm")]
+    pub executor: StepExecutor,
+    /// `NAME` or `NAME@VERSION`; required for a `wasm` step, absent for an `external` one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Output names of an `external` step; plugins declare theirs in their manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// Input name to `inputs.NAME` or `STEP.OUTPUT`.
     #[serde(default)]
     pub inputs: BTreeMap<String, String>,
     /// Step params, possibly referencing pipeline params.
@@ -70,6 +85,31 @@ pub struct StepSpec {
 
 fn default_true() -> bool {
     true
+}
+
+/// The kind of executor that runs a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepExecutor {
+    /// A step-executor plugin in the sandbox.
+    #[default]
+    Wasm,
+    /// A client outside the sandbox, which reports the step's outputs over the API.
+    External,
+}
+
+impl StepExecutor {
+    /// Returns the name used in definitions and recorded with each step run.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wasm => "wasm",
+            Self::External => "external",
+        }
+    }
+
+    fn is_wasm(&self) -> bool {
+        *self == Self::Wasm
+    }
 }
 
 /// A parsed pipeline definition.
@@ -332,6 +372,56 @@ steps:
             error.to_string().contains("duplicate key `retries`"),
             "{error}"
         );
+    }
+
+    const EXTERNAL: &str = "
+name: demo
+steps:
+  - name: train
+    executor: external
+    inputs: { table: inputs.data }
+    outputs: [model]
+    timeout: 2h
+";
+
+    #[test]
+    fn parses_external_step() {
+        let definition = PipelineDefinition::parse(EXTERNAL, "demo.yaml").unwrap();
+
+        let step = &definition.steps[0];
+        assert_eq!(step.executor, StepExecutor::External);
+        assert_eq!(step.plugin, None);
+        assert_eq!(step.outputs, ["model"]);
+    }
+
+    #[test]
+    fn external_step_needs_outputs() {
+        let text = EXTERNAL.replace("    outputs: [model]\n", "");
+
+        let error = PipelineDefinition::parse(&text, "demo.yaml").unwrap_err();
+
+        assert_eq!(error.problems[0].place, "/steps/0", "{error}");
+        assert!(error.to_string().contains("\"outputs\""), "{error}");
+    }
+
+    #[test]
+    fn plugin_step_needs_plugin() {
+        let text = VALID.replace("    plugin: hello@0.1.0\n", "");
+
+        let error = PipelineDefinition::parse(&text, "demo.yaml").unwrap_err();
+
+        assert_eq!(error.problems[0].place, "/steps/0", "{error}");
+        assert!(error.to_string().contains("\"plugin\""), "{error}");
+    }
+
+    #[test]
+    fn rejects_unknown_executor() {
+        let text = EXTERNAL.replace("executor: external", "executor: gpu");
+
+        let error = PipelineDefinition::parse(&text, "demo.yaml").unwrap_err();
+
+        let places: Vec<&str> = error.problems.iter().map(|p| p.place.as_str()).collect();
+        assert!(places.contains(&"/steps/0/executor"), "{error}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The scheduler: starts every step whose inputs are ready, up to the parallelism limit, skips
 //! the dependents of failed steps, and stops cleanly when the run is cancelled.
 
+use super::external::{StepToken, forget_tokens};
 use super::plan::{Plan, Source};
 use super::step::{StepInput, StepTask, run_step};
 use super::{Engine, EngineError, RunOptions};
@@ -111,6 +112,15 @@ pub enum ProgressEvent {
         /// Why the attempt failed.
         error: String,
     },
+    /// An external step started waiting for its client's report.
+    StepWaiting {
+        /// Step name.
+        step: String,
+        /// Id of the step run, which the report's URL names.
+        step_run_id: String,
+        /// The step token, when this process created the run and still keeps it.
+        token: Option<StepToken>,
+    },
     /// The step reached its final status.
     StepFinished(StepSummary),
 }
@@ -193,6 +203,7 @@ pub(super) async fn execute(
         summaries: vec![None; plan.steps.len()],
     };
     let result = scheduler.run().await;
+    forget_tokens(run_id);
     let status = match &result {
         Ok(()) => scheduler.final_status(),
         Err(_) => RunStatus::Failed,
@@ -270,19 +281,29 @@ impl Scheduler<'_> {
         Ok(())
     }
 
+    /// Starts the pending steps whose upstream steps are done. Plugin steps count against the
+    /// parallelism limit; external steps only wait, so they start whenever they are ready.
     fn start_ready(&mut self, running: &mut JoinSet<(usize, Result<StepSummary, EngineError>)>) {
         let parallelism = self.options.parallelism.max(1);
         for index in 0..self.plan.steps.len() {
-            if running.len() >= parallelism {
-                break;
-            }
             if self.slots[index] != Slot::Pending || !self.upstream_done(index) {
+                continue;
+            }
+            if !self.plan.steps[index].is_external() && self.running_plugin_steps() >= parallelism {
                 continue;
             }
             self.slots[index] = Slot::Running;
             let task = self.task(index);
             running.spawn(async move { (index, run_step(task).await) });
         }
+    }
+
+    fn running_plugin_steps(&self) -> usize {
+        self.slots
+            .iter()
+            .zip(&self.plan.steps)
+            .filter(|(slot, step)| **slot == Slot::Running && !step.is_external())
+            .count()
     }
 
     fn upstream_done(&self, index: usize) -> bool {

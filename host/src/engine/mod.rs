@@ -8,6 +8,7 @@ mod artifact_io;
 pub mod definition;
 pub mod environment;
 mod executor;
+mod external;
 pub mod plan;
 mod record;
 mod step;
@@ -15,11 +16,15 @@ mod step;
 pub use artifact_io::StoreArtifactIo;
 pub use definition::{DefinitionError, PipelineDefinition, Problem};
 pub use executor::{ProgressEvent, RunSummary, StepSummary};
+pub use external::{
+    ExternalReport, ExternalStepError, ExternalStepToken, ReportProblem, ReportStatus,
+    ReportedMetric, ReportedOutput, StepToken, report_path,
+};
 pub use plan::{Plan, PlanContext, PlannedInput, PlannedStep, Source};
 
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::artifacts::{ArtifactError, ArtifactStore};
-use crate::store::{RunSource, Store, StoreError};
+use crate::store::{RunSource, StepStatus, Store, StoreError};
 use sha2::{Digest as _, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -109,6 +114,11 @@ impl Engine {
         &self.store
     }
 
+    /// Returns the plugin runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     /// Returns the artifact files.
     pub fn artifacts(&self) -> &ArtifactStore {
         &self.artifacts
@@ -127,7 +137,7 @@ impl Engine {
             .iter()
             .enumerate()
             .filter_map(|(index, step)| {
-                let error = self.runtime.prepare(&step.plugin).err()?;
+                let error = self.runtime.prepare(step.plugin.as_ref()?).err()?;
                 Some(Problem {
                     place: format!("/steps/{index}/plugin (step {})", step.name),
                     message: error.to_string(),
@@ -144,7 +154,7 @@ impl Engine {
     }
 
     /// Records a new run of `plan`: pipeline, params, tags, environment, imported inputs and a
-    /// pending step run per step. Returns the run id.
+    /// pending step run per step, with a step token per external step. Returns the run id.
     pub async fn create_run(
         &self,
         plan: &Plan,
@@ -163,6 +173,28 @@ impl Engine {
         progress: Option<tokio::sync::mpsc::UnboundedSender<ProgressEvent>>,
     ) -> Result<RunSummary, EngineError> {
         executor::execute(self, run_id, plan, options, cancel, progress).await
+    }
+
+    /// Returns the step tokens of the run's external steps, which their clients send with
+    /// their reports.
+    ///
+    /// The database keeps only hashes of the tokens, so they are available only in the process
+    /// that created the run, from [`Engine::create_run`] until [`Engine::execute`] of the run
+    /// returns. Other runs, and runs without external steps, return an empty list.
+    pub fn external_step_tokens(&self, run_id: &str) -> Vec<ExternalStepToken> {
+        external::tokens_of(run_id)
+    }
+
+    /// Completes a waiting external step with a client's report, authorised by the step's
+    /// `token`, and returns the step's final status. The run waiting for the step continues,
+    /// in this process or in another one sharing the database.
+    pub async fn report_external_step(
+        &self,
+        step_run_id: &str,
+        token: &str,
+        report: ExternalReport,
+    ) -> Result<StepStatus, ExternalStepError> {
+        external::report(self, step_run_id, token, report).await
     }
 }
 

@@ -1,8 +1,13 @@
 //! Turns a parsed definition into an executable plan, finding every problem before any step
 //! runs: unknown plugins, inputs and outputs (with the nearest name), cycles, params that break a
 //! plugin's schema, missing input files and duplicate step names.
+//!
+//! A plugin step takes its input and output names from the plugin's manifest. An external step
+//! has no plugin: its definition declares its outputs, and it names its inputs freely.
 
-use super::definition::{DefinitionError, PipelineDefinition, Problem, parse_timeout};
+use super::definition::{
+    DefinitionError, PipelineDefinition, Problem, StepExecutor, StepSpec, parse_timeout,
+};
 use crate::runtime::{Plugin, PluginKind, PluginRegistry};
 use crate::store::artifacts::ArtifactStore;
 use serde_json::{Map, Value};
@@ -49,13 +54,16 @@ pub enum PlannedInput {
 pub struct PlannedStep {
     /// Step name.
     pub name: String,
-    /// The resolved plugin.
-    pub plugin: Arc<Plugin>,
-    /// Params after pipeline-param substitution, valid for the plugin's schema.
+    /// The kind of executor that runs the step.
+    pub executor: StepExecutor,
+    /// The resolved plugin; `None` for an external step.
+    pub plugin: Option<Arc<Plugin>>,
+    /// Params after pipeline-param substitution. A plugin step's params are valid for the
+    /// plugin's schema; an external step's are passed to its client unchecked.
     pub params: Map<String, Value>,
-    /// Plugin input name to its source.
+    /// Input name to its source.
     pub inputs: BTreeMap<String, Source>,
-    /// Output names the plugin declares.
+    /// Output names the plugin declares, or the definition for an external step.
     pub outputs: Vec<String>,
     /// Indexes of the steps this one waits for.
     pub upstream: BTreeSet<usize>,
@@ -63,8 +71,59 @@ pub struct PlannedStep {
     pub retries: u32,
     /// Wall-clock limit per attempt.
     pub timeout: Option<Duration>,
-    /// Whether cached outputs may be reused.
+    /// Whether cached outputs may be reused; always false for an external step.
     pub cache: bool,
+}
+
+impl PlannedStep {
+    /// Checks whether a client outside the sandbox executes the step and reports its outputs.
+    pub fn is_external(&self) -> bool {
+        self.executor == StepExecutor::External
+    }
+}
+
+/// The declared interface of a step: its plugin, or the outputs of an external step.
+enum Interface {
+    /// A step-executor plugin, whose manifest declares the inputs and outputs.
+    Plugin(Arc<Plugin>),
+    /// An external step with these output names.
+    External(Vec<String>),
+}
+
+impl Interface {
+    fn plugin(&self) -> Option<&Arc<Plugin>> {
+        match self {
+            Self::Plugin(plugin) => Some(plugin),
+            Self::External(_) => None,
+        }
+    }
+
+    fn output_names(&self) -> Vec<&str> {
+        match self {
+            Self::Plugin(plugin) => plugin
+                .manifest
+                .outputs
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect(),
+            Self::External(outputs) => outputs.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Returns the declared media type of an output; external steps declare none.
+    fn output_media_type(&self, name: &str) -> Option<String> {
+        let plugin = self.plugin()?;
+        let declared = plugin.manifest.outputs.iter().find(|o| o.name == name)?;
+        declared.media_type.clone()
+    }
+
+    /// Names the executor in messages: the plugin's `NAME@VERSION`, or `external`.
+    fn describe(&self) -> String {
+        match self {
+            Self::Plugin(plugin) => plugin.id(),
+            Self::External(_) => "external".to_owned(),
+        }
+    }
 }
 
 /// A validated pipeline, ready to run.
@@ -268,17 +327,17 @@ fn resolve_steps(
             );
         }
     }
-    let plugins: Vec<Option<Arc<Plugin>>> = definition
+    let interfaces: Vec<Option<Interface>> = definition
         .steps
         .iter()
         .enumerate()
-        .map(|(index, step)| resolve_plugin(index, step, registry, problems))
+        .map(|(index, step)| resolve_interface(index, step, registry, problems))
         .collect();
     let resolver = StepResolver {
         definition,
         params,
         index_of: &index_of,
-        plugins: &plugins,
+        interfaces: &interfaces,
     };
     definition
         .steps
@@ -288,14 +347,69 @@ fn resolve_steps(
         .collect()
 }
 
+fn resolve_interface(
+    index: usize,
+    step: &StepSpec,
+    registry: &PluginRegistry,
+    problems: &mut Vec<Problem>,
+) -> Option<Interface> {
+    match step.executor {
+        StepExecutor::External => Some(external_interface(index, step, problems)),
+        StepExecutor::Wasm => {
+            resolve_plugin(index, step, registry, problems).map(Interface::Plugin)
+        }
+    }
+}
+
+/// Checks the fields that an external step does not take and returns its interface.
+fn external_interface(index: usize, step: &StepSpec, problems: &mut Vec<Problem>) -> Interface {
+    let place = |field: &str| format!("/steps/{index}/{field} (step {})", step.name);
+    if let Some(plugin) = &step.plugin {
+        problem(
+            problems,
+            place("plugin"),
+            format!(
+                "an external step runs no plugin, but `plugin: {plugin}` is given; remove \
+                 `plugin`, or remove `executor: external` to run the plugin in the sandbox"
+            ),
+        );
+    }
+    if step.retries > 0 {
+        problem(
+            problems,
+            place("retries"),
+            "an external step is not retried, since its client reports it once; remove \
+             `retries`",
+        );
+    }
+    Interface::External(step.outputs.clone())
+}
+
 fn resolve_plugin(
     index: usize,
-    step: &super::definition::StepSpec,
+    step: &StepSpec,
     registry: &PluginRegistry,
     problems: &mut Vec<Problem>,
 ) -> Option<Arc<Plugin>> {
     let place = format!("/steps/{index}/plugin (step {})", step.name);
-    match registry.resolve(&step.plugin) {
+    let Some(spec) = &step.plugin else {
+        problem(
+            problems,
+            place,
+            "the step names no plugin; add `plugin: NAME`, or `executor: external` for work \
+             that a client reports over the API",
+        );
+        return None;
+    };
+    if !step.outputs.is_empty() {
+        problem(
+            problems,
+            format!("/steps/{index}/outputs (step {})", step.name),
+            "only an external step declares `outputs`; a plugin declares its outputs in its \
+             plugin.toml, so remove `outputs`",
+        );
+    }
+    match registry.resolve(spec) {
         Ok(plugin) if plugin.manifest.kind == PluginKind::StepExecutor => Some(plugin),
         Ok(plugin) => {
             let kind = plugin.manifest.kind.world();
@@ -317,7 +431,7 @@ struct StepResolver<'a> {
     definition: &'a PipelineDefinition,
     params: &'a Map<String, Value>,
     index_of: &'a BTreeMap<&'a str, usize>,
-    plugins: &'a [Option<Arc<Plugin>>],
+    interfaces: &'a [Option<Interface>],
 }
 
 impl StepResolver<'_> {
@@ -330,10 +444,10 @@ impl StepResolver<'_> {
 
     fn resolve(&self, index: usize, problems: &mut Vec<Problem>) -> Option<PlannedStep> {
         let spec = &self.definition.steps[index];
-        let plugin = self.plugins[index].clone()?;
+        let interface = self.interfaces[index].as_ref()?;
         let before = problems.len();
-        let inputs = self.resolve_wiring(index, &plugin, problems);
-        let params = self.resolve_params(index, &plugin, problems);
+        let inputs = self.resolve_wiring(index, interface, problems);
+        let params = self.resolve_params(index, interface.plugin(), problems);
         let timeout = spec.timeout.as_deref().and_then(|text| {
             let parsed = parse_timeout(text);
             if parsed.is_none() {
@@ -355,25 +469,56 @@ impl StepResolver<'_> {
                 Source::PipelineInput(_) => None,
             })
             .collect();
+        let external = spec.executor == StepExecutor::External;
         Some(PlannedStep {
             name: spec.name.clone(),
-            outputs: plugin
-                .manifest
-                .outputs
-                .iter()
-                .map(|o| o.name.clone())
+            executor: spec.executor,
+            outputs: interface
+                .output_names()
+                .into_iter()
+                .map(str::to_owned)
                 .collect(),
-            plugin,
+            plugin: interface.plugin().cloned(),
             params,
             inputs,
             upstream,
             retries: spec.retries,
             timeout,
-            cache: spec.cache,
+            // An external step's outputs come from its client, so no earlier run can supply them.
+            cache: spec.cache && !external,
         })
     }
 
     fn resolve_wiring(
+        &self,
+        index: usize,
+        interface: &Interface,
+        problems: &mut Vec<Problem>,
+    ) -> BTreeMap<String, Source> {
+        match interface {
+            Interface::Plugin(plugin) => self.resolve_plugin_wiring(index, plugin, problems),
+            Interface::External(_) => self.resolve_external_wiring(index, problems),
+        }
+    }
+
+    /// Resolves the sources of an external step, whose input names are its own choice.
+    fn resolve_external_wiring(
+        &self,
+        index: usize,
+        problems: &mut Vec<Problem>,
+    ) -> BTreeMap<String, Source> {
+        let spec = &self.definition.steps[index];
+        let mut inputs = BTreeMap::new();
+        for (name, source) in &spec.inputs {
+            let place = self.place(index, &format!("inputs/{name}"));
+            if let Some(resolved) = self.resolve_source(source, &place, problems) {
+                inputs.insert(name.clone(), resolved);
+            }
+        }
+        inputs
+    }
+
+    fn resolve_plugin_wiring(
         &self,
         index: usize,
         plugin: &Plugin,
@@ -441,9 +586,7 @@ impl StepResolver<'_> {
         match source {
             Source::PipelineInput(name) => self.definition.inputs.get(name)?.media_type.clone(),
             Source::StepOutput { step, output } => {
-                let plugin = self.plugins[*step].as_ref()?;
-                let declared = plugin.manifest.outputs.iter().find(|o| &o.name == output)?;
-                declared.media_type.clone()
+                self.interfaces[*step].as_ref()?.output_media_type(output)
             }
         }
     }
@@ -481,13 +624,8 @@ impl StepResolver<'_> {
             );
             return None;
         };
-        let plugin = self.plugins[step].as_ref()?;
-        let outputs: Vec<&str> = plugin
-            .manifest
-            .outputs
-            .iter()
-            .map(|o| o.name.as_str())
-            .collect();
+        let interface = self.interfaces[step].as_ref()?;
+        let outputs = interface.output_names();
         if !outputs.contains(&right) {
             let hint = nearest(right, outputs.iter().copied());
             problem(
@@ -495,7 +633,7 @@ impl StepResolver<'_> {
                 place,
                 format!(
                     "step `{left}` ({}) has no output `{right}`{hint}; its outputs are [{}]",
-                    plugin.id(),
+                    interface.describe(),
                     outputs.join(", ")
                 ),
             );
@@ -507,10 +645,12 @@ impl StepResolver<'_> {
         })
     }
 
+    /// Substitutes pipeline params into the step's params and checks them against the
+    /// plugin's schema. An external step has no plugin, so its params are not checked.
     fn resolve_params(
         &self,
         index: usize,
-        plugin: &Plugin,
+        plugin: Option<&Arc<Plugin>>,
         problems: &mut Vec<Problem>,
     ) -> Map<String, Value> {
         let spec = &self.definition.steps[index];
@@ -524,6 +664,9 @@ impl StepResolver<'_> {
                 Err(message) => problem(problems, place, message),
             }
         }
+        let Some(plugin) = plugin else {
+            return resolved;
+        };
         if let Err(invalid) = plugin.validate_params(&Value::Object(resolved.clone())) {
             for violation in invalid.violations {
                 let path = violation.path.trim_start_matches('/');

@@ -71,7 +71,9 @@ pub(crate) fn param_strings(params: &serde_json::Map<String, Value>) -> Vec<(Str
 async fn record_plugins(engine: &Engine, plan: &Plan) -> Result<Vec<PluginRef>, EngineError> {
     let mut refs: Vec<PluginRef> = Vec::new();
     for step in &plan.steps {
-        let plugin = &step.plugin;
+        let Some(plugin) = &step.plugin else {
+            continue;
+        };
         if refs.iter().any(|r| r.digest == plugin.digest) {
             continue;
         }
@@ -137,6 +139,7 @@ async fn import_inputs(engine: &Engine, run_id: &str, plan: &Plan) -> Result<(),
     Ok(())
 }
 
+/// Records a pending step run per step, and the external steps with their step tokens.
 async fn create_step_runs(engine: &Engine, run_id: &str, plan: &Plan) -> Result<(), EngineError> {
     let steps = plan
         .steps
@@ -144,14 +147,22 @@ async fn create_step_runs(engine: &Engine, run_id: &str, plan: &Plan) -> Result<
         .map(|step| NewStepRun {
             run_id: run_id.to_owned(),
             name: step.name.clone(),
-            plugin: Some(plugin_ref(&step.plugin)),
-            executor: "wasm".to_owned(),
+            plugin: step.plugin.as_deref().map(plugin_ref),
+            executor: step.executor.as_str().to_owned(),
             status: StepStatus::Pending,
             params: Value::Object(step.params.clone()),
             cache_key: None,
             cached_from: None,
         })
         .collect();
-    engine.store().create_step_runs(steps).await?;
-    Ok(())
+    let ids = engine.store().create_step_runs(steps).await?;
+
+    let external = plan
+        .steps
+        .iter()
+        .zip(ids)
+        .filter(|(step, _)| step.is_external())
+        .map(|(step, id)| (step.name.clone(), id, step.outputs.clone()))
+        .collect();
+    super::external::issue_tokens(engine, run_id, external).await
 }

@@ -42,7 +42,7 @@ pub(super) struct StepTask {
 }
 
 impl StepTask {
-    fn send(&self, event: ProgressEvent) {
+    pub(super) fn send(&self, event: ProgressEvent) {
         if let Some(progress) = &self.progress {
             let _ = progress.send(event);
         }
@@ -60,8 +60,9 @@ impl StepTask {
             .iter()
             .map(|input| (input.artifact.name.as_str(), input.artifact.digest.as_str()))
             .collect();
+        let plugin = self.step.plugin.as_ref().map(|plugin| &plugin.digest);
         let material = json!({
-            "plugin": self.step.plugin.digest,
+            "plugin": plugin,
             "params": self.step.params,
             "inputs": inputs,
             "seed": self.seed(),
@@ -85,8 +86,12 @@ pub(super) fn step_seed(run_seed: u64, step_name: &str) -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-/// Runs the step to a final status and records it.
+/// Runs the step to a final status and records it. An external step waits for its client's
+/// report instead.
 pub(super) async fn run_step(task: StepTask) -> Result<StepSummary, EngineError> {
+    if task.step.is_external() {
+        return super::external::run_external(&task).await;
+    }
     let started = Instant::now();
     let key = task.cache_key();
     let cacheable = task.step.cache && task.use_cache;
@@ -347,7 +352,9 @@ async fn call_plugin(task: &StepTask, attempt: u32) -> Result<CallReport, Engine
         cancel: Some(task.cancel.clone()),
     };
     let runtime = task.engine.runtime.clone();
-    let plugin = task.step.plugin.clone();
+    let plugin = task.step.plugin.clone().ok_or_else(|| {
+        EngineError::Other(format!("step `{}` has no plugin to call", task.step.name))
+    })?;
     let io = Box::new(StoreArtifactIo::new(task.engine.artifacts().clone()));
     let report = tokio::task::spawn_blocking(move || runtime.call_step(&plugin, &call, io))
         .await
@@ -450,9 +457,10 @@ async fn finish_success(
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
+        let plugin = task.step.plugin.as_ref().map(|plugin| plugin.id());
         let message = format!(
             "plugin {} finished without producing its declared outputs [{}]",
-            task.step.plugin.id(),
+            plugin.unwrap_or_default(),
             missing.join(", ")
         );
         let failed = completion(task, key, StepStatus::Failed, attempt, Some(message));
@@ -520,8 +528,19 @@ fn add_inputs_and_outputs(
     task: &StepTask,
     outputs: &[ArtifactRef],
 ) {
-    let step_node = Node::step_run(task.step_run_id.clone());
-    for input in &task.inputs {
+    add_links(completion, &task.inputs, outputs);
+}
+
+/// Adds to the completion the links of `inputs` and `outputs`, the outputs' metadata and the
+/// lineage edges input -> step run -> output, for the completion's step run and run.
+pub(super) fn add_links(
+    completion: &mut StepCompletion,
+    inputs: &[StepInput],
+    outputs: &[ArtifactRef],
+) {
+    let step_node = Node::step_run(completion.step_run_id.clone());
+    let run_id = completion.run_id.clone();
+    for input in inputs {
         let artifact = &input.artifact;
         completion
             .links
@@ -532,7 +551,7 @@ fn add_inputs_and_outputs(
             Node::artifact(artifact.digest.clone())
         };
         completion.edges.push(NewEdge {
-            run_id: task.run_id.clone(),
+            run_id: run_id.clone(),
             source,
             target: step_node.clone(),
         });
@@ -547,7 +566,7 @@ fn add_inputs_and_outputs(
             .links
             .push(link(&output.name, &output.digest, Direction::Output));
         completion.edges.push(NewEdge {
-            run_id: task.run_id.clone(),
+            run_id: run_id.clone(),
             source: step_node.clone(),
             target: Node::artifact(output.digest.clone()),
         });

@@ -58,6 +58,7 @@ use bindings::StepExecutorPre;
 use dashmap::DashMap;
 use state::CallState;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
@@ -88,7 +89,19 @@ pub struct Runtime {
     allocator: AllocatorKind,
     cache: cache::CompileCache,
     prepared: DashMap<String, Arc<Prepared>>,
+    stats: CallStats,
     _ticker: engine::EpochTicker,
+}
+
+/// Counters of step-executor calls since the runtime started, for monitoring.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    /// Calls that started.
+    pub started: AtomicU64,
+    /// Calls that ended with an error or a trap.
+    pub failed: AtomicU64,
+    /// Calls running now.
+    pub running: AtomicI64,
 }
 
 impl Runtime {
@@ -107,6 +120,7 @@ impl Runtime {
             settings,
             allocator,
             prepared: DashMap::new(),
+            stats: CallStats::default(),
             _ticker: ticker,
         })
     }
@@ -119,6 +133,11 @@ impl Runtime {
     /// Returns the operator settings.
     pub fn settings(&self) -> &RuntimeSettings {
         &self.settings
+    }
+
+    /// Returns the call counters.
+    pub fn stats(&self) -> &CallStats {
+        &self.stats
     }
 
     /// Compiles (or loads from cache) and pre-instantiates a plugin, checking that its component
@@ -233,7 +252,15 @@ impl Runtime {
             limits: self.effective_limits(plugin, call.timeout),
             scratch_dir: scratch.as_ref().map(|dir| dir.path()),
         };
-        Ok(call::run_call(setup, call, io))
+
+        self.stats.started.fetch_add(1, Ordering::Relaxed);
+        self.stats.running.fetch_add(1, Ordering::Relaxed);
+        let report = call::run_call(setup, call, io);
+        self.stats.running.fetch_sub(1, Ordering::Relaxed);
+        if report.outcome.is_err() {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(report)
     }
 
     fn scratch_dir(&self, plugin: &Plugin) -> Option<tempfile::TempDir> {

@@ -133,23 +133,31 @@ impl Store {
     pub async fn complete_step(&self, completion: &StepCompletion) -> Result<(), StoreError> {
         check_completion(completion)?;
         let transaction = batch::begin_write(&self.db).await?;
-
-        // The update comes first. On PostgreSQL its row lock makes other completions and log
-        // appends of this step run wait for the commit, so the log numbers and link checks
-        // below cannot race with them. SQLite's write lock makes every other writer wait.
-        finish_step_run(&transaction, completion).await?;
-        record_artifacts(&transaction, completion).await?;
-        logs::insert_numbered(&transaction, &completion.step_run_id, &completion.logs).await?;
-        let (run_id, step_run_id) = (&completion.run_id, &completion.step_run_id);
-        record_metrics(&transaction, run_id, step_run_id, &completion.metrics).await?;
-        lineage::record_edges(&transaction, &completion.edges, Some(run_id)).await?;
+        write_completion(&transaction, completion).await?;
         transaction.commit().await?;
         Ok(())
     }
 }
 
+/// Writes a checked completion inside the caller's write transaction, as
+/// [`Store::complete_step`] does.
+pub(super) async fn write_completion(
+    db: &impl ConnectionTrait,
+    completion: &StepCompletion,
+) -> Result<(), StoreError> {
+    // The update comes first. On PostgreSQL its row lock makes other completions and log
+    // appends of this step run wait for the commit, so the log numbers and link checks
+    // below cannot race with them. SQLite's write lock makes every other writer wait.
+    finish_step_run(db, completion).await?;
+    record_artifacts(db, completion).await?;
+    logs::insert_numbered(db, &completion.step_run_id, &completion.logs).await?;
+    let (run_id, step_run_id) = (&completion.run_id, &completion.step_run_id);
+    record_metrics(db, run_id, step_run_id, &completion.metrics).await?;
+    lineage::record_edges(db, &completion.edges, Some(run_id)).await
+}
+
 /// Checks what needs no database: the status and the digests.
-fn check_completion(completion: &StepCompletion) -> Result<(), StoreError> {
+pub(super) fn check_completion(completion: &StepCompletion) -> Result<(), StoreError> {
     if !completion.status.is_final() {
         return Err(StoreError::StepStatusNotFinal {
             step_run_id: completion.step_run_id.clone(),

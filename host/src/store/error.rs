@@ -1,6 +1,6 @@
 //! The error type of the store.
 
-use super::entity::run::RunStatus;
+use super::entity::run::{RunSource, RunStatus};
 use super::entity::run_artifact::Direction;
 use super::entity::step_run::StepStatus;
 use sea_orm::DbErr;
@@ -132,4 +132,67 @@ pub enum StoreError {
         /// The decoding error.
         source: serde_json::Error,
     },
+    /// A token name is already used by another token, valid or revoked.
+    #[error(
+        "a token named `{0}` already exists; choose another name, or revoke the old token and \
+         create one under a new name"
+    )]
+    TokenNameTaken(String),
+    /// No valid token has this name.
+    #[error("no valid token is named `{0}`; `runledger tokens list` shows the names")]
+    TokenNotFound(String),
+    /// The operating system's random number generator failed.
+    #[error("cannot read random bytes from the operating system: {0}")]
+    Random(String),
+    /// A write named a run that has already ended.
+    #[error(
+        "run {run_id} already ended as {status} and accepts no more writes; record further \
+         results in a new run"
+    )]
+    RunEnded {
+        /// The run.
+        run_id: String,
+        /// Its final status.
+        status: RunStatus,
+    },
+    /// A write that only runs executed elsewhere accept named a run that runledger executes.
+    #[error(
+        "run {run_id} came from the {origin} and runledger executes it; only external runs \
+         accept steps, artifacts, an environment and a finish from clients"
+    )]
+    RunNotExternal {
+        /// The run.
+        run_id: String,
+        /// Origin of the run.
+        origin: RunSource,
+    },
+    /// A new step run was given a name that another step run of its run has.
+    #[error("run {run_id} already has a step named `{name}`; give each step of a run its own name")]
+    StepNameTaken {
+        /// The run.
+        run_id: String,
+        /// The step name.
+        name: String,
+    },
+    /// A status change that the step run lifecycle does not allow.
+    #[error(
+        "step run `{step_run_id}` is {from} and cannot become {to}: a pending step can become \
+         running, skipped, cancelled or failed, a running step succeeded, failed or cancelled, \
+         and an ended step cannot change"
+    )]
+    StepTransition {
+        /// The step run.
+        step_run_id: String,
+        /// Its current status.
+        from: StepStatus,
+        /// The status that was rejected.
+        to: StepStatus,
+    },
+    /// An OpenLineage event's `runId` is the id of a run that was not created from OpenLineage
+    /// events.
+    #[error(
+        "OpenLineage runId {0} is already the id of a runledger run that was not reported by \
+         OpenLineage; send the events of this run with a new runId"
+    )]
+    OpenLineageRunIdTaken(String),
 }

@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, HashSet};
 pub struct Node {
     /// Kind of the node.
     pub kind: NodeKind,
-    /// A digest for datasets and artifacts, a UUID for step runs.
+    /// A digest for datasets and artifacts, a UUID for step runs and runs, `NAMESPACE/NAME`
+    /// for named datasets.
     pub id: String,
 }
 
@@ -36,7 +37,18 @@ impl Node {
         Self::new(NodeKind::StepRun, id)
     }
 
-    fn new(kind: NodeKind, id: impl Into<String>) -> Self {
+    /// Creates the node of the run with this id, as OpenLineage events record it.
+    pub fn run(id: impl Into<String>) -> Self {
+        Self::new(NodeKind::Run, id)
+    }
+
+    /// Creates the node of a dataset an OpenLineage event named.
+    pub fn named_dataset(namespace: &str, name: &str) -> Self {
+        Self::new(NodeKind::NamedDataset, format!("{namespace}/{name}"))
+    }
+
+    /// Creates the node of `kind` with this id.
+    pub fn new(kind: NodeKind, id: impl Into<String>) -> Self {
         Self {
             kind,
             id: id.into(),
@@ -133,14 +145,28 @@ impl Store {
         direction: TraverseDirection,
         max_depth: Option<u32>,
     ) -> Result<Graph, StoreError> {
-        let mut visited = HashSet::from([start.clone()]);
+        self.traverse_from(vec![start], direction, max_depth).await
+    }
+
+    /// Walks the lineage graph like [`Store::traverse`], from several start nodes at once, such
+    /// as a run and its step runs. `max_depth` counts edges from the nearest start node.
+    pub async fn traverse_from(
+        &self,
+        starts: Vec<Node>,
+        direction: TraverseDirection,
+        max_depth: Option<u32>,
+    ) -> Result<Graph, StoreError> {
+        let mut visited = HashSet::new();
+        let mut frontier: Vec<Node> = starts
+            .into_iter()
+            .filter(|node| visited.insert(node.clone()))
+            .collect();
         let mut followed = HashSet::new();
         let mut graph = Graph {
-            nodes: vec![start.clone()],
+            nodes: frontier.clone(),
             edges: Vec::new(),
         };
 
-        let mut frontier = vec![start];
         let mut depth = 0;
         while !frontier.is_empty() && max_depth.is_none_or(|max| depth < max) {
             let mut next = Vec::new();
@@ -194,7 +220,7 @@ pub(super) async fn record_edges(
 fn check_node(node: &Node) -> Result<(), StoreError> {
     match node.kind {
         NodeKind::Dataset | NodeKind::Artifact => check_digest(&node.id),
-        NodeKind::StepRun => Ok(()),
+        NodeKind::StepRun | NodeKind::Run | NodeKind::NamedDataset => Ok(()),
     }
 }
 

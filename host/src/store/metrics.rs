@@ -167,7 +167,7 @@ pub(super) async fn check_step_runs(
     }
 }
 
-fn metric_row(run_id: &str, value: &NewMetric) -> metric::ActiveModel {
+pub(super) fn metric_row(run_id: &str, value: &NewMetric) -> metric::ActiveModel {
     metric::ActiveModel {
         run_id: Set(run_id.to_owned()),
         step_run_id: Set(value.step_run_id.clone()),
@@ -223,7 +223,7 @@ async fn upsert_latest(
 
 /// `excluded.step > stored.step OR (excluded.step = stored.step AND excluded.timestamp_ms >=
 /// stored.timestamp_ms)`, where `excluded` is the row being inserted.
-fn incoming_is_newer() -> Expr {
+pub(super) fn incoming_is_newer() -> Expr {
     let incoming = |column| Expr::col(("excluded", column));
     let stored = |column| Expr::col((latest_metric::Entity, column));
     let step = latest_metric::Column::Step;
@@ -235,7 +235,7 @@ fn incoming_is_newer() -> Expr {
 }
 
 /// Maps NaN to NULL, which is what SQLite stores for it anyway. Infinities pass unchanged.
-fn encode(value: f64) -> Option<f64> {
+pub(super) fn encode(value: f64) -> Option<f64> {
     (!value.is_nan()).then_some(value)
 }
 

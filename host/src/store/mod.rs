@@ -11,39 +11,63 @@ pub mod entity;
 pub mod migration;
 
 mod artifact_records;
+mod artifact_uses;
 mod batch;
 mod completion;
 mod detail;
+mod downsample;
 mod environments;
 mod error;
+mod external;
+mod idempotency;
+mod ingest;
 mod lineage;
+mod lineage_views;
 mod logs;
 mod metrics;
+mod openlineage;
 mod params;
 mod plugins;
 mod projects;
 mod runs;
+mod search;
 mod steps;
+pub mod tokens;
 
 #[cfg(test)]
 mod tests;
 
 pub use artifact_records::{LinkedArtifact, NewArtifact, NewStepLink};
+pub use artifact_uses::ArtifactUse;
 pub use artifacts::{ArtifactError, ArtifactStore};
 pub use completion::StepCompletion;
 pub use detail::{RunDetail, StepRunDetail};
+pub use downsample::{MIN_SERIES_POINTS, MetricSeries};
+pub use entity::external_step::ExternalState;
 pub use entity::lineage_edge::NodeKind;
 pub use entity::run::{RunSource, RunStatus};
 pub use entity::run_artifact::Direction;
 pub use entity::step_run::StepStatus;
 pub use environments::{EnvironmentSnapshot, GitState};
 pub use error::StoreError;
+pub use external::{ExternalInput, ExternalStepRecord, NewExternalStep};
+pub use idempotency::{IdempotentRequest, KeyClaim, KeyLifetime, StoredResponse};
+pub use ingest::{
+    ClientArtifact, ClientStepChange, ExternalRunRecord, MetricWrite, NewClientStep,
+    NewExternalRun, RunBatch, RunFinish,
+};
 pub use lineage::{Graph, NewEdge, Node, TraverseDirection};
+pub use lineage_views::NodeDescription;
 pub use logs::NewLogLine;
 pub use metrics::{MetricPoint, NewMetric};
+pub use openlineage::{NamedDataset, OpenLineageEvent, RecordedEvent};
 pub use plugins::NewPlugin;
 pub use projects::DEFAULT_PROJECT;
 pub use runs::{NewRun, RunFilter, RunOwner};
+pub use search::{
+    CompareOp, Comparison, Cursor, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageTokenError, RunPage,
+    RunSearch, RunSummary, SortKey, SortTerm, TextAttribute, TextMatch, TimeAttribute,
+};
 pub use steps::{NewStepRun, PluginRef, StepRunUpdate};
 
 use migration::Migrator;

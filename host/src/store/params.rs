@@ -49,26 +49,9 @@ impl Store {
             return Ok(());
         }
 
-        // A key given twice keeps its last value, and PostgreSQL rejects a statement that
-        // updates one row twice, so duplicates go before the insert.
-        let tags: BTreeMap<&String, &String> = tags.iter().map(|(k, v)| (k, v)).collect();
         let transaction = batch::begin_write(&self.db).await?;
         runs::require_run(&transaction, run_id).await?;
-        let rows: Vec<_> = tags.into_iter().collect();
-        for chunk in rows.chunks(batch::rows_per_statement(3)) {
-            let models = chunk.iter().map(|(key, value)| run_tag::ActiveModel {
-                run_id: Set(run_id.to_owned()),
-                key: Set((*key).clone()),
-                value: Set((*value).clone()),
-            });
-            let upsert = OnConflict::columns([run_tag::Column::RunId, run_tag::Column::Key])
-                .update_column(run_tag::Column::Value)
-                .to_owned();
-            run_tag::Entity::insert_many(models)
-                .on_conflict(upsert)
-                .exec_without_returning(&transaction)
-                .await?;
-        }
+        upsert_tags(&transaction, run_id, tags).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -113,10 +96,37 @@ pub(super) async fn get_tags(
     Ok(rows.into_iter().map(|row| (row.key, row.value)).collect())
 }
 
+/// Inserts or replaces tags of a run. The caller checks that the run exists.
+pub(super) async fn upsert_tags(
+    db: &impl ConnectionTrait,
+    run_id: &str,
+    tags: &[(String, String)],
+) -> Result<(), StoreError> {
+    // A key given twice keeps its last value, and PostgreSQL rejects a statement that
+    // updates one row twice, so duplicates go before the insert.
+    let tags: BTreeMap<&String, &String> = tags.iter().map(|(k, v)| (k, v)).collect();
+    let rows: Vec<_> = tags.into_iter().collect();
+    for chunk in rows.chunks(batch::rows_per_statement(3)) {
+        let models = chunk.iter().map(|(key, value)| run_tag::ActiveModel {
+            run_id: Set(run_id.to_owned()),
+            key: Set((*key).clone()),
+            value: Set((*value).clone()),
+        });
+        let upsert = OnConflict::columns([run_tag::Column::RunId, run_tag::Column::Key])
+            .update_column(run_tag::Column::Value)
+            .to_owned();
+        run_tag::Entity::insert_many(models)
+            .on_conflict(upsert)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Inserts the params of `chunk` that the run lacks, then fails if a stored value differs.
 ///
 /// Comparing after the insert also catches a row that a concurrent writer inserted first.
-async fn insert_params(
+pub(super) async fn insert_params(
     db: &impl ConnectionTrait,
     run_id: &str,
     chunk: &[(String, String)],
@@ -158,7 +168,7 @@ async fn insert_params(
 }
 
 /// Collects `params` by key, rejecting a key given twice with two values.
-fn distinct_params(
+pub(super) fn distinct_params(
     run_id: &str,
     params: &[(String, String)],
 ) -> Result<BTreeMap<String, String>, StoreError> {

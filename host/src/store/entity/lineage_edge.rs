@@ -1,11 +1,12 @@
-//! `lineage_edges`: the lineage graph, recorded as edges between datasets, artifacts and step
-//! runs.
+//! `lineage_edges`: the lineage graph, recorded as edges between datasets, artifacts, step runs
+//! and the runs and datasets of OpenLineage events.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// A directed edge: `source` flowed into `target` during `run_id`. A dataset or artifact
-/// flows into the step run that consumed it, and a step run into the artifacts it produced.
+/// flows into the step run that consumed it, and a step run into the artifacts it produced. For
+/// OpenLineage events, a named dataset flows into the run and the run into a named dataset.
 #[sea_orm::model]
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "lineage_edges")]
@@ -17,7 +18,8 @@ pub struct Model {
     pub run_id: String,
     /// Kind of the source node.
     pub source_kind: NodeKind,
-    /// Id of the source node: a digest for datasets and artifacts, a UUID for step runs.
+    /// Id of the source node: a digest for datasets and artifacts, a UUID for step runs and
+    /// runs, `NAMESPACE/NAME` for named datasets.
     pub source_id: String,
     /// Kind of the target node.
     pub target_kind: NodeKind,
@@ -60,6 +62,11 @@ pub enum NodeKind {
     Artifact,
     /// A row of `step_runs`, identified by UUID.
     StepRun,
+    /// A row of `runs`, identified by UUID: a run reported by OpenLineage events, which names
+    /// no steps.
+    Run,
+    /// A row of `openlineage_datasets`, identified by `NAMESPACE/NAME`.
+    NamedDataset,
 }
 
 super::text_enum!(NodeKind, "lineage node kind");

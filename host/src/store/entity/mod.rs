@@ -4,12 +4,17 @@
 //! and sort the same way on SQLite and PostgreSQL. Run and step-run ids are UUIDv7 strings,
 //! which sort by creation time.
 
+pub mod api_token;
 pub mod artifact;
 pub mod dataset;
 pub mod environment;
+pub mod external_step;
+pub mod idempotency_key;
 pub mod latest_metric;
 pub mod lineage_edge;
 pub mod metric;
+pub mod openlineage_dataset;
+pub mod openlineage_run;
 pub mod pipeline;
 pub mod plugin;
 pub mod project;

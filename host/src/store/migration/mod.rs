@@ -9,6 +9,12 @@ mod m20261204_000001_create_core;
 mod m20261204_000002_create_steps;
 mod m20261204_000003_create_artifacts;
 mod m20261204_000004_create_metrics;
+mod m20261204_000005_create_api_tokens;
+mod m20261204_000006_index_run_search;
+mod m20261204_000007_create_idempotency_keys;
+mod m20261204_000008_create_openlineage;
+mod m20261204_000009_create_external_steps;
+mod m20261204_000010_narrow_step_metric_index;
 
 /// The list of runledger's migrations.
 #[derive(Debug)]
@@ -22,6 +28,12 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000002_create_steps::Migration),
             Box::new(m20261204_000003_create_artifacts::Migration),
             Box::new(m20261204_000004_create_metrics::Migration),
+            Box::new(m20261204_000005_create_api_tokens::Migration),
+            Box::new(m20261204_000006_index_run_search::Migration),
+            Box::new(m20261204_000007_create_idempotency_keys::Migration),
+            Box::new(m20261204_000008_create_openlineage::Migration),
+            Box::new(m20261204_000009_create_external_steps::Migration),
+            Box::new(m20261204_000010_narrow_step_metric_index::Migration),
         ]
     }
 }

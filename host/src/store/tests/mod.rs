@@ -6,10 +6,12 @@
 
 mod completion;
 mod detail;
+mod ingest;
 mod lineage;
 mod metrics;
 mod runs;
 mod steps;
+mod tokens;
 
 use super::{DEFAULT_PROJECT, NewRun, RunSource, Store};
 use sea_orm::ConnectionTrait;

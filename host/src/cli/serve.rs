@@ -1,0 +1,110 @@
+//! `runledger serve`: the HTTP API on the configured database, artifacts and plugins.
+
+use super::context::{open_engine, tokio_runtime};
+use crate::config::Config;
+use crate::server::{self, AccessMode, AppState, DEFAULT_MAX_BODY_BYTES, ServerSettings};
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address and port to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "RUNLEDGER_BIND")]
+    bind: SocketAddr,
+    /// Largest JSON request body, in MiB; artifact uploads stream and have no such limit.
+    #[arg(long, env = "RUNLEDGER_MAX_BODY_MIB",
+        value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_body_mib: Option<u64>,
+    /// Steps of one submitted pipeline run at once [default: number of cores].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    parallelism: Option<u64>,
+}
+
+pub(crate) fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
+    tokio_runtime()?.block_on(serve(config, args))
+}
+
+async fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
+    let context = open_engine(config).await?;
+    let tokens = context.engine.store().count_valid_tokens().await?;
+    let mode = access_mode(args.bind, tokens)?;
+    let settings = ServerSettings {
+        bind: args.bind,
+        max_body_bytes: args
+            .max_body_mib
+            .map_or(DEFAULT_MAX_BODY_BYTES, |mib| (mib as usize) << 20),
+        parallelism: super::run::parallelism(args.parallelism, &context.engine),
+    };
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let address = listener.local_addr()?;
+    let state = AppState::new(
+        config.clone(),
+        settings,
+        context.engine,
+        context.registry,
+        mode,
+    );
+    announce(address, mode, config);
+    server::serve(listener, state, server::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Local mode on a loopback address without tokens; tokens everywhere else, and no start on a
+/// public address before a token exists.
+fn access_mode(bind: SocketAddr, tokens: u64) -> Result<AccessMode> {
+    if tokens > 0 {
+        return Ok(AccessMode::Tokens);
+    }
+    if bind.ip().is_loopback() {
+        return Ok(AccessMode::Local);
+    }
+    bail!(
+        "refusing to listen on {bind} without access control: no API token exists. Create one \
+         with `runledger tokens create --name NAME --role admin`, or bind to 127.0.0.1 for \
+         local single-user mode"
+    )
+}
+
+fn announce(address: SocketAddr, mode: AccessMode, config: &Config) {
+    let mode_text = match mode {
+        AccessMode::Local => "local single-user mode, no tokens needed",
+        AccessMode::Tokens => "bearer tokens required",
+    };
+    eprintln!("runledger listening on http://{address} ({mode_text})");
+    tracing::info!(
+        %address,
+        database = %config.redacted_database_url(),
+        data_dir = %config.data_dir.display(),
+        "server started"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_without_tokens_runs_locally() {
+        let mode = access_mode("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+
+        assert_eq!(mode, AccessMode::Local);
+    }
+
+    #[test]
+    fn refuses_public_address_without_tokens() {
+        let error = access_mode("0.0.0.0:8080".parse().unwrap(), 0).unwrap_err();
+
+        assert!(error.to_string().contains("tokens create"), "{error}");
+    }
+
+    #[test]
+    fn tokens_are_required_once_one_exists() {
+        let mode = access_mode("[::1]:0".parse().unwrap(), 1).unwrap();
+
+        assert_eq!(mode, AccessMode::Tokens);
+    }
+}

@@ -1,0 +1,27 @@
+//! The native REST API under `/api/v1`, one module per resource.
+
+pub mod artifacts;
+pub mod external;
+pub mod ingest;
+pub mod lineage;
+pub mod metrics;
+pub mod plugins;
+pub mod runs;
+pub mod tokens;
+pub mod value;
+
+use super::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Every route of the native API, with its OpenAPI description.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(runs::router())
+        .merge(ingest::router())
+        .merge(external::router())
+        .merge(artifacts::router())
+        .merge(metrics::router())
+        .merge(lineage::router())
+        .merge(plugins::router())
+        .merge(tokens::router())
+}

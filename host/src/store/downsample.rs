@@ -1,0 +1,352 @@
+//! Metric series read for charts: a short series whole, a long one downsampled so that its
+//! shape survives.
+//!
+//! Downsampling splits the series, in step order, into buckets of equal point count and keeps
+//! each bucket's minimum and maximum, plus the first and last point of the series. Spikes and
+//! dips therefore stay visible at any zoom, which averaging or picking every n-th point loses.
+//! The rows are read in pages, so a series of millions of points never sits in memory at once.
+
+use super::entity::metric;
+use super::{MetricPoint, Store, StoreError, batch, runs, steps};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+};
+
+/// Smallest point budget: the first and last points plus one bucket's minimum and maximum.
+pub const MIN_SERIES_POINTS: usize = 4;
+
+/// Rows read per query while paging through a series; about a megabyte of rows.
+const PAGE_ROWS: u64 = 10_000;
+
+/// A metric series as [`Store::metric_series`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSeries {
+    /// Points in the whole series.
+    pub total_points: u64,
+    /// The points returned, ordered by step, then timestamp, then insertion.
+    pub points: Vec<MetricPoint>,
+    /// Whether `points` is a downsampled subset of the series.
+    pub downsampled: bool,
+}
+
+impl Store {
+    /// Reads the values of metric `key` of a run, or of one of its step runs when
+    /// `step_run_id` is set, and downsamples them to at most `max_points` points when the
+    /// series is longer. A `max_points` below [`MIN_SERIES_POINTS`] counts as that minimum.
+    ///
+    /// Every point comes from one snapshot of the database. Fails with
+    /// [`StoreError::RunNotFound`], [`StoreError::StepRunNotFound`] or
+    /// [`StoreError::StepRunNotInRun`] when the ids do not name a run and one of its step runs.
+    pub async fn metric_series(
+        &self,
+        run_id: &str,
+        key: &str,
+        step_run_id: Option<&str>,
+        max_points: usize,
+    ) -> Result<MetricSeries, StoreError> {
+        runs::require_run(&self.db, run_id).await?;
+        if let Some(step_run_id) = step_run_id {
+            let step = steps::require_step_run(&self.db, step_run_id).await?;
+            if step.run_id != run_id {
+                return Err(StoreError::StepRunNotInRun {
+                    step_run_id: step_run_id.to_owned(),
+                    run_id: run_id.to_owned(),
+                });
+            }
+        }
+
+        let transaction = batch::begin_read(&self.db).await?;
+        let series = series_query(run_id, key, step_run_id);
+        let total = series.clone().count(&transaction).await?;
+        let mut sampler = Downsampler::new(total, max_points.max(MIN_SERIES_POINTS) as u64);
+        read_pages(&transaction, series, &mut sampler).await?;
+        transaction.commit().await?;
+
+        Ok(MetricSeries {
+            total_points: total,
+            downsampled: sampler.is_downsampling(),
+            points: sampler.finish(),
+        })
+    }
+}
+
+fn series_query(run_id: &str, key: &str, step_run_id: Option<&str>) -> Select<metric::Entity> {
+    let mut query = metric::Entity::find()
+        .filter(metric::Column::RunId.eq(run_id))
+        .filter(metric::Column::Key.eq(key));
+    if let Some(step_run_id) = step_run_id {
+        query = query.filter(metric::Column::StepRunId.eq(step_run_id));
+    }
+    query
+}
+
+/// Feeds the series to `sampler` in pages ordered by step, timestamp and id. Each page starts
+/// after the last row of the one before (keyset pagination), so every page is an index range
+/// scan and no row is read twice.
+async fn read_pages(
+    db: &impl ConnectionTrait,
+    series: Select<metric::Entity>,
+    sampler: &mut Downsampler,
+) -> Result<(), StoreError> {
+    let mut after: Option<(i64, i64, i64)> = None;
+    loop {
+        let mut page = series.clone();
+        if let Some(position) = after {
+            page = page.filter(after_position(position));
+        }
+        let rows = page
+            .order_by_asc(metric::Column::Step)
+            .order_by_asc(metric::Column::TimestampMs)
+            .order_by_asc(metric::Column::Id)
+            .limit(PAGE_ROWS)
+            .all(db)
+            .await?;
+
+        let full = rows.len() as u64 == PAGE_ROWS;
+        after = rows.last().map(|row| (row.step, row.timestamp_ms, row.id));
+        for row in rows {
+            sampler.push(MetricPoint::from(row));
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// `(step, timestamp_ms, id) > (step0, timestamp0, id0)`, spelled out because sea-orm has no
+/// row-value comparison that both backends share.
+fn after_position((step, timestamp_ms, id): (i64, i64, i64)) -> Condition {
+    let same_time_later_id = Condition::all()
+        .add(metric::Column::TimestampMs.eq(timestamp_ms))
+        .add(metric::Column::Id.gt(id));
+    let same_step_later = Condition::all().add(metric::Column::Step.eq(step)).add(
+        Condition::any()
+            .add(metric::Column::TimestampMs.gt(timestamp_ms))
+            .add(same_time_later_id),
+    );
+    Condition::any()
+        .add(metric::Column::Step.gt(step))
+        .add(same_step_later)
+}
+
+/// A point with its position in the series.
+#[derive(Debug, Clone)]
+struct Indexed {
+    index: u64,
+    point: MetricPoint,
+}
+
+/// The extremes of one bucket seen so far.
+#[derive(Debug)]
+struct Bucket {
+    number: u64,
+    min: Option<Indexed>,
+    max: Option<Indexed>,
+    /// First NaN point, kept when the bucket has no other value.
+    first_nan: Option<Indexed>,
+}
+
+impl Bucket {
+    fn new(number: u64) -> Self {
+        Self {
+            number,
+            min: None,
+            max: None,
+            first_nan: None,
+        }
+    }
+
+    fn add(&mut self, index: u64, point: &MetricPoint) {
+        let value = point.value;
+        if value.is_nan() {
+            if self.first_nan.is_none() {
+                self.first_nan = Some(indexed(index, point));
+            }
+            return;
+        }
+        // Strict comparisons keep the first of equal values.
+        if self.min.as_ref().is_none_or(|min| value < min.point.value) {
+            self.min = Some(indexed(index, point));
+        }
+        if self.max.as_ref().is_none_or(|max| value > max.point.value) {
+            self.max = Some(indexed(index, point));
+        }
+    }
+
+    /// Returns the points to keep, in series order.
+    fn into_points(self) -> Vec<Indexed> {
+        let mut points: Vec<Indexed> = match (self.min, self.max) {
+            (None, None) => self.first_nan.into_iter().collect(),
+            (min, max) => min.into_iter().chain(max).collect(),
+        };
+        points.sort_by_key(|point| point.index);
+        points
+    }
+}
+
+fn indexed(index: u64, point: &MetricPoint) -> Indexed {
+    Indexed {
+        index,
+        point: point.clone(),
+    }
+}
+
+/// Min-max downsampling of a series of known length, fed one point at a time in order.
+///
+/// With `max_points` of at least [`MIN_SERIES_POINTS`], a series longer than `max_points` is
+/// split into `(max_points - 2) / 2` buckets, so the first point, two points per bucket and the
+/// last point stay within `max_points`. A shorter series is kept whole.
+#[derive(Debug)]
+struct Downsampler {
+    total: u64,
+    /// Number of buckets; 0 keeps every point.
+    buckets: u64,
+    seen: u64,
+    current: Option<Bucket>,
+    kept: Vec<Indexed>,
+    last: Option<Indexed>,
+}
+
+impl Downsampler {
+    fn new(total: u64, max_points: u64) -> Self {
+        let buckets = if total > max_points {
+            (max_points.saturating_sub(2) / 2).max(1)
+        } else {
+            0
+        };
+        Self {
+            total,
+            buckets,
+            seen: 0,
+            current: None,
+            kept: Vec::new(),
+            last: None,
+        }
+    }
+
+    fn is_downsampling(&self) -> bool {
+        self.buckets > 0
+    }
+
+    fn push(&mut self, point: MetricPoint) {
+        let index = self.seen;
+        self.seen += 1;
+        if !self.is_downsampling() {
+            self.kept.push(Indexed { index, point });
+            return;
+        }
+        if index == 0 {
+            self.kept.push(indexed(index, &point));
+        }
+
+        let number = self.bucket_of(index);
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|bucket| bucket.number != number)
+        {
+            self.flush();
+            self.current = Some(Bucket::new(number));
+        }
+        if let Some(bucket) = self.current.as_mut() {
+            bucket.add(index, &point);
+        }
+        self.last = Some(Indexed { index, point });
+    }
+
+    /// Bucket of the point at `index`. Points past the length given at the start, which a
+    /// consistent snapshot does not produce, join the last bucket.
+    fn bucket_of(&self, index: u64) -> u64 {
+        let number = u128::from(index) * u128::from(self.buckets) / u128::from(self.total.max(1));
+        u64::try_from(number)
+            .unwrap_or(u64::MAX)
+            .min(self.buckets - 1)
+    }
+
+    /// Moves the current bucket's extremes to the kept points, skipping any already kept.
+    fn flush(&mut self) {
+        let Some(bucket) = self.current.take() else {
+            return;
+        };
+        for point in bucket.into_points() {
+            self.keep(point);
+        }
+    }
+
+    fn keep(&mut self, point: Indexed) {
+        if self.kept.last().is_none_or(|last| point.index > last.index) {
+            self.kept.push(point);
+        }
+    }
+
+    fn finish(mut self) -> Vec<MetricPoint> {
+        self.flush();
+        if let Some(last) = self.last.take() {
+            self.keep(last);
+        }
+        self.kept.into_iter().map(|kept| kept.point).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(step: i64, value: f64) -> MetricPoint {
+        MetricPoint {
+            key: "loss".to_owned(),
+            value,
+            step,
+            timestamp_ms: step,
+            step_run_id: None,
+        }
+    }
+
+    fn sample(values: &[f64], max_points: u64) -> Vec<MetricPoint> {
+        let mut sampler = Downsampler::new(values.len() as u64, max_points);
+        for (step, value) in values.iter().enumerate() {
+            sampler.push(point(step as i64, *value));
+        }
+        sampler.finish()
+    }
+
+    #[test]
+    fn short_series_is_kept_whole() {
+        let values = [3.0, 1.0, 2.0];
+
+        let points = sample(&values, 4);
+
+        let steps: Vec<i64> = points.iter().map(|point| point.step).collect();
+        assert_eq!(steps, [0, 1, 2]);
+    }
+
+    #[test]
+    fn long_series_keeps_extremes_and_ends() {
+        let mut values: Vec<f64> = (0..10_000).map(|i| f64::from(i % 100)).collect();
+        values[4_321] = -50.0;
+        values[7_777] = 500.0;
+
+        let points = sample(&values, 20);
+
+        assert!(points.len() <= 20, "{} points", points.len());
+        assert_eq!(points.first().map(|point| point.step), Some(0));
+        assert_eq!(points.last().map(|point| point.step), Some(9_999));
+        assert!(points.iter().any(|point| point.step == 4_321));
+        assert!(points.iter().any(|point| point.step == 7_777));
+        assert!(points.windows(2).all(|pair| pair[0].step < pair[1].step));
+    }
+
+    #[test]
+    fn nan_bucket_keeps_one_nan_point() {
+        let mut values = vec![1.0; 100];
+        for value in &mut values[40..60] {
+            *value = f64::NAN;
+        }
+
+        let points = sample(&values, 12);
+
+        assert!(points.len() <= 12, "{} points", points.len());
+        assert!(points.iter().any(|point| point.value.is_nan()));
+    }
+}
