@@ -1519,3 +1519,75 @@ async fn openapi_lists_ingest_routes() {
         );
     }
 }
+
+/// Clients that keep writing single metrics while the server receives SIGTERM.
+const SHUTDOWN_CLIENTS: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_keeps_acknowledged_metrics_sqlite() {
+    let cli = Cli::new(Backend::Sqlite);
+    let server = ServerProcess::start(&cli, &[]);
+    let client = reqwest::Client::new();
+    let base = server.url();
+    let created: Value = client
+        .post(format!("{base}/api/v1/external-runs"))
+        .json(&json!({ "name": "shutdown" }))
+        .send()
+        .await
+        .expect("create run")
+        .json()
+        .await
+        .expect("run JSON");
+    let run_id = created["id"].as_str().expect("run id").to_owned();
+
+    let writers: Vec<_> = (0..SHUTDOWN_CLIENTS)
+        .map(|client_index| {
+            let url = format!("{base}/api/v1/runs/{run_id}/metrics");
+            tokio::spawn(write_until_refused(url, client_index))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .expect("stop the server");
+    let mut acknowledged = 0;
+    for writer in writers {
+        acknowledged += writer.await.expect("writer task");
+    }
+
+    assert!(status.success(), "runledger serve exited with {status}");
+    assert!(
+        acknowledged > 0,
+        "no write was acknowledged before shutdown"
+    );
+    let store = runledger::store::Store::open_sqlite(cli.data_dir())
+        .await
+        .expect("open the database");
+    let stored = store.metric_history(&run_id, "loss").await.unwrap().len();
+    // A write committed just before its connection closed may have lost only its response.
+    assert!(
+        stored >= acknowledged && stored <= acknowledged + SHUTDOWN_CLIENTS,
+        "{stored} metrics stored, {acknowledged} acknowledged"
+    );
+}
+
+/// Posts single metrics on one keep-alive connection until the server stops answering, and
+/// returns how many it acknowledged.
+async fn write_until_refused(url: String, client_index: usize) -> usize {
+    let client = reqwest::Client::new();
+    let mut acknowledged = 0;
+    for step in 0.. {
+        let body = json!({ "metrics": [{ "key": "loss", "value": 0.5, "step": step }] });
+        let Ok(response) = client.post(&url).json(&body).send().await else {
+            return acknowledged;
+        };
+        if response.status() != reqwest::StatusCode::OK {
+            return acknowledged;
+        }
+        acknowledged += 1;
+        if step > 1_000_000 {
+            panic!("client {client_index} wrote a million metrics without a shutdown");
+        }
+    }
+    acknowledged
+}
