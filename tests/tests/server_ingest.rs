@@ -1543,7 +1543,7 @@ async fn shutdown_keeps_acknowledged_metrics_sqlite() {
     let writers: Vec<_> = (0..SHUTDOWN_CLIENTS)
         .map(|client_index| {
             let url = format!("{base}/api/v1/runs/{run_id}/metrics");
-            tokio::spawn(write_until_refused(url, client_index))
+            tokio::spawn(write_until_stopped(url, client_index))
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -1571,9 +1571,9 @@ async fn shutdown_keeps_acknowledged_metrics_sqlite() {
     );
 }
 
-/// Posts single metrics on one keep-alive connection until the server stops answering, and
+/// Posts single metrics on one keep-alive connection until the server stops responding, and
 /// returns how many it acknowledged.
-async fn write_until_refused(url: String, client_index: usize) -> usize {
+async fn write_until_stopped(url: String, client_index: usize) -> usize {
     let client = reqwest::Client::new();
     let mut acknowledged = 0;
     for step in 0.. {

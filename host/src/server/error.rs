@@ -44,7 +44,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The HTTP status of this kind of error.
+    /// Returns the HTTP status of this kind of error.
     pub fn status(self) -> StatusCode {
         match self {
             Self::InvalidArgument => StatusCode::BAD_REQUEST,
@@ -68,7 +68,7 @@ impl ErrorCode {
 pub struct FieldProblem {
     /// Path of the field, such as `metrics[3].value` or `query.limit`.
     pub field: String,
-    /// What is wrong with it.
+    /// The problem with the field.
     pub problem: String,
 }
 
@@ -84,7 +84,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Kind of error.
     pub code: ErrorCode,
-    /// What went wrong and what to do, for a person.
+    /// Explanation for a person: what failed and what to do next.
     pub message: String,
     /// The fields at fault, when the error is about specific fields.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -157,7 +157,7 @@ impl ApiError {
         self
     }
 
-    /// The body this error is sent as.
+    /// Returns the body this error is sent as.
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
@@ -179,7 +179,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.code.status(), Json(self.body())).into_response();
         // The rest of an oversized body stays unread, so the connection cannot carry another
-        // request; saying so keeps clients from sending the next request into a closing socket.
+        // request. The header keeps clients from sending their next request into a closing socket.
         if self.code == ErrorCode::PayloadTooLarge {
             response.headers_mut().insert(
                 axum::http::header::CONNECTION,

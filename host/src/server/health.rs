@@ -33,7 +33,8 @@ pub async fn healthz() -> Json<HealthStatus> {
     ok()
 }
 
-/// `GET /readyz`: the server can take work: it is not stopping and its database answers.
+/// `GET /readyz`: reports whether the server can take work, which needs a server that is not
+/// stopping and a database that responds.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -41,7 +42,7 @@ pub async fn healthz() -> Json<HealthStatus> {
     security(()),
     responses(
         (status = 200, description = "The server is ready", body = HealthStatus),
-        (status = 503, description = "Stopping, or the database does not answer", body = ErrorBody),
+        (status = 503, description = "Stopping, or the database does not respond", body = ErrorBody),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
@@ -59,7 +60,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>,
     match ping {
         Ok(_) => Ok(ok()),
         Err(error) => {
-            tracing::warn!(cause = %error, "readiness check: database does not answer");
+            tracing::warn!(cause = %error, "readiness check failed: database does not respond");
             Err(ApiError::new(
                 ErrorCode::Unavailable,
                 "the database does not answer; check that it is running and reachable",
