@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod gates;
 pub mod runtime;
 pub mod server;
 pub mod store;

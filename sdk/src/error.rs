@@ -42,6 +42,17 @@ impl Error {
         Self::Other(message.to_string())
     }
 
+    /// Creates an [`Error::InvalidParams`], for params or a configuration that passed the
+    /// plugin's schema but are unusable.
+    ///
+    /// ```
+    /// let error = runledger_sdk::Error::invalid_params("rule `rmse <<= 1` has no operator");
+    /// assert!(matches!(error, runledger_sdk::Error::InvalidParams(_)));
+    /// ```
+    pub fn invalid_params(message: impl fmt::Display) -> Self {
+        Self::InvalidParams(message.to_string())
+    }
+
     pub(crate) fn from_raw(raw: RawError) -> Self {
         match raw {
             RawError::InvalidParams(m) => Self::InvalidParams(m),

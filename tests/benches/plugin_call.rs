@@ -1,9 +1,10 @@
 //! Benchmark of the plugin runtime: the cost of one whole call (new store, instantiate, call,
-//! drop), first load versus load from the compile cache, and artifact throughput through the
-//! read and write handles for a 1 GiB artifact with the host's peak memory.
+//! drop) of a step, a metric validator and a policy, first load versus load from the compile
+//! cache, and artifact throughput through the read and write handles for a 1 GiB artifact with
+//! the host's peak memory.
 //!
 //! Run it with `cargo xtask bench plugin-call` (which builds the plugins first). Give `calls`,
-//! `load` or `copy` as the first argument to run only that part.
+//! `governance`, `load` or `copy` as the first argument to run only that part.
 
 use runledger::engine::StoreArtifactIo;
 use runledger::runtime::{
@@ -31,6 +32,9 @@ fn main() -> anyhow::Result<()> {
     );
     if wanted("calls") {
         report_calls()?;
+    }
+    if wanted("governance") {
+        governance::report()?;
     }
     if wanted("load") {
         let (compile, cached) = load_times()?;
@@ -74,7 +78,7 @@ fn report_calls() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check(name: &str, passed: bool, detail: String) {
+pub(crate) fn check(name: &str, passed: bool, detail: String) {
     let verdict = if passed { "met" } else { "MISSED" };
     println!("target {name}: {detail} ... {verdict}");
 }
@@ -104,7 +108,7 @@ fn whole_call(allocator: AllocatorChoice) -> anyhow::Result<Vec<Duration>> {
     Ok(samples)
 }
 
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
     sorted[index]
 }
@@ -263,4 +267,182 @@ fn write_pseudo_random(
         size,
         media_type: "application/octet-stream".into(),
     })
+}
+
+/// Whole calls of a metric validator and a promotion policy: a fresh store, instantiation, the
+/// summary or request crossing in, the checks or decision crossing back, and the drop.
+///
+/// Uses the shipped `metric-threshold` (two rules, a summary of ten metrics) and
+/// `required-approvals` (count 2, two approvals) when they are built, else the test plugins
+/// `validator-probe` and `policy-allow` with the same inputs.
+mod governance {
+    use super::{check, percentile};
+    use runledger::runtime::{
+        Approval, GovernanceReport, Plugin, PluginRegistry, PromotionRequest, RunData,
+        RunDataError, RunSummary, Runtime, RuntimeSettings, SummaryMetric,
+    };
+    use serde_json::{Value, json};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const CALLS: usize = 10_000;
+    const WARMUP_CALLS: usize = 500;
+    /// The median a validator or policy call should stay under, so gating a promotion on a handful
+    /// of plugins costs well under a millisecond.
+    const TARGET: Duration = Duration::from_micros(100);
+
+    /// Run data that has nothing: neither measured plugin reads any.
+    struct NoRunData;
+
+    impl RunData for NoRunData {
+        fn metric_series(&mut self, key: &str) -> Result<Vec<SummaryMetric>, RunDataError> {
+            Err(RunDataError::NotFound(format!("no metric `{key}`")))
+        }
+
+        fn alias_run(
+            &mut self,
+            model: &str,
+            _alias: &str,
+        ) -> Result<Option<RunSummary>, RunDataError> {
+            Err(RunDataError::NotFound(format!("no model `{model}`")))
+        }
+    }
+
+    /// Resolves the first of `specs` that is built, with its name.
+    fn first_built(registry: &PluginRegistry, specs: &[&str]) -> anyhow::Result<Arc<Plugin>> {
+        specs
+            .iter()
+            .find_map(|spec| registry.resolve(spec).ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!("none of {specs:?} is built: run `cargo xtask build-plugins`")
+            })
+    }
+
+    /// Builds a summary of ten metrics: eight the rules ignore, and the two they test.
+    fn summary() -> RunSummary {
+        let metric = |key: String, value: f64| SummaryMetric {
+            key,
+            value,
+            step: 10,
+        };
+        let mut metrics: Vec<SummaryMetric> = (0..8)
+            .map(|index| metric(format!("metric_{index}"), 0.1 * f64::from(index)))
+            .collect();
+        metrics.push(metric("test_rmse".into(), 0.64));
+        metrics.push(metric("test_r2".into(), 0.31));
+        RunSummary {
+            run_id: "0193a0f0-7b7e-7c1a-9f00-000000000001".into(),
+            name: "wine baseline".into(),
+            pipeline: "wine-quality".into(),
+            status: "succeeded".into(),
+            author: "ana".into(),
+            params: vec![("alpha".into(), "0.5".into())],
+            metrics,
+            ..RunSummary::default()
+        }
+    }
+
+    fn request() -> PromotionRequest {
+        let approval = |approver: &str| Approval {
+            approver: approver.into(),
+            role: "approver".into(),
+            approved_at_ms: 1_764_806_400_000,
+            comment: String::new(),
+        };
+        PromotionRequest {
+            model: "wine-quality".into(),
+            version: 3,
+            alias: "production".into(),
+            requester: "cy".into(),
+            run: summary(),
+            approvals: vec![approval("bo"), approval("di")],
+            ..PromotionRequest::default()
+        }
+    }
+
+    /// Times `CALLS` calls after `WARMUP_CALLS` unmeasured ones; `call` returns an error for a
+    /// call that did not succeed.
+    fn measure(mut call: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Vec<Duration>> {
+        let mut samples = Vec::with_capacity(CALLS);
+        for index in 0..WARMUP_CALLS + CALLS {
+            let started = Instant::now();
+            call()?;
+            let elapsed = started.elapsed();
+            if index >= WARMUP_CALLS {
+                samples.push(elapsed);
+            }
+        }
+        samples.sort();
+        Ok(samples)
+    }
+
+    fn succeeded<T: std::fmt::Debug>(report: GovernanceReport<T>) -> anyhow::Result<T> {
+        report
+            .outcome
+            .map_err(|error| anyhow::anyhow!("the call failed: {error}"))
+    }
+
+    fn print_and_check(label: &str, plugin: &Plugin, samples: &[Duration]) {
+        let median = percentile(samples, 0.5);
+        println!(
+            "whole {label} call ({CALLS} calls of {}): median {} us, p90 {} us, p99 {} us",
+            plugin.id(),
+            median.as_micros(),
+            percentile(samples, 0.9).as_micros(),
+            percentile(samples, 0.99).as_micros()
+        );
+        check(
+            &format!("whole {label} call median, pooling"),
+            median <= TARGET,
+            format!("{} us <= {} us", median.as_micros(), TARGET.as_micros()),
+        );
+    }
+
+    /// Measures and prints a whole validator call and a whole policy call on the pooling
+    /// allocator.
+    pub(crate) fn report() -> anyhow::Result<()> {
+        let runtime = Runtime::new(RuntimeSettings {
+            pool_instances: 16,
+            ..RuntimeSettings::default()
+        })?;
+        let registry = PluginRegistry::scan(&[
+            runledger_tests::plugins_dir(),
+            runledger_tests::test_plugins_dir(),
+        ]);
+
+        let validator = first_built(&registry, &["metric-threshold", "validator-probe"])?;
+        let config = if validator.manifest.name == "metric-threshold" {
+            json!({ "rules": ["test_rmse <= 0.75", "test_r2 >= 0.25"] })
+        } else {
+            json!({})
+        };
+        runtime.prepare(&validator)?;
+        let run = summary();
+        let samples = measure(|| {
+            let report = runtime.call_validator(&validator, &run, &config, Box::new(NoRunData))?;
+            succeeded(report).map(drop)
+        })?;
+        print_and_check("validator", &validator, &samples);
+
+        let policy = first_built(&registry, &["required-approvals", "policy-allow"])?;
+        let config: Value = if policy.manifest.name == "required-approvals" {
+            json!({ "count": 2, "role": "approver" })
+        } else {
+            json!({})
+        };
+        runtime.prepare(&policy)?;
+        let request = request();
+        let samples = measure(|| {
+            let report = runtime.call_policy(&policy, &request, &config)?;
+            let decision = succeeded(report)?;
+            anyhow::ensure!(
+                decision == runledger::runtime::Decision::Allow,
+                "{} did not allow: {decision:?}",
+                policy.id()
+            );
+            Ok(())
+        })?;
+        print_and_check("policy", &policy, &samples);
+        Ok(())
+    }
 }

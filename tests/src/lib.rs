@@ -382,3 +382,55 @@ pub fn parse_json(stdout: &[u8], args: &[&str]) -> serde_json::Value {
         )
     })
 }
+
+/// Returns the one shared-ownership runtime of this test binary, for APIs that keep an
+/// `Arc<Runtime>`, such as the engine and the governance gates. A binary should use either this
+/// or [`runtime`], because each creates an engine of its own.
+pub fn shared_runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let settings = RuntimeSettings {
+                pool_instances: 16,
+                ..RuntimeSettings::default()
+            };
+            Arc::new(Runtime::new(settings).expect("the wasm engine starts"))
+        })
+        .clone()
+}
+
+/// A migrated store on a fresh database, with the temporary directory and PostgreSQL database
+/// that are removed when it is dropped.
+pub struct TestStore {
+    /// The store.
+    pub store: runledger::store::Store,
+    /// Directory of the SQLite file, and of any artifacts a test keeps next to it.
+    pub dir: tempfile::TempDir,
+    _database: Option<PostgresDatabase>,
+}
+
+impl TestStore {
+    /// Opens a store on a SQLite file in a new temporary directory, or on a new PostgreSQL
+    /// database, and applies the migrations.
+    pub async fn open(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let database = (backend == Backend::Postgres).then(PostgresDatabase::create);
+        let store = match &database {
+            Some(database) => {
+                let store = runledger::store::Store::connect(&database.url())
+                    .await
+                    .expect("PostgreSQL connects");
+                store.migrate().await.expect("migrations apply");
+                store
+            }
+            None => runledger::store::Store::open_sqlite(dir.path())
+                .await
+                .expect("SQLite opens"),
+        };
+        Self {
+            store,
+            dir,
+            _database: database,
+        }
+    }
+}

@@ -158,6 +158,38 @@ impl TestApp {
     pub async fn post_json(&self, uri: &str, body: &serde_json::Value) -> TestResponse {
         self.send_json("POST", uri, body).await
     }
+
+    /// Sends `method` with `Authorization: Bearer TOKEN` and, when given, a JSON body.
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: &str,
+        uri: &str,
+        body: Option<&serde_json::Value>,
+    ) -> TestResponse {
+        let builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        };
+        self.send(request.expect("request")).await
+    }
+
+    /// Creates an API token called `name` with `role` in the store and returns the token.
+    pub async fn create_token(&self, name: &str, role: &str) -> String {
+        let (_, token) = self
+            .state
+            .store()
+            .create_token(name, role)
+            .await
+            .unwrap_or_else(|error| panic!("token {name} is created: {error}"));
+        token
+    }
 }
 
 /// A runtime with a small instance pool, so many test apps fit in the address space.

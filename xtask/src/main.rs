@@ -7,7 +7,8 @@
 //!   component with its manifest under `target/plugins/` (first-party plugins) and
 //!   `target/test-plugins/` (the misbehaving test corpus).
 //! - `demo` does both, then runs the wine-quality example end to end.
-//! - `test` runs `setup` and `build-plugins`, then every test of the workspace.
+//! - `test` runs `setup` and `build-plugins`, then the native tests of the first-party plugin
+//!   crates and every test of the workspace.
 //! - `bench NAME` runs a benchmark and prints its figures.
 
 use anyhow::{Context, Result, bail};
@@ -120,6 +121,7 @@ fn test(args: &[String]) -> Result<()> {
     let root = workspace_root();
     python::ensure_venv(&root)?;
     plugins::build_all(&root)?;
+    plugins::test_first_party(&root)?;
     // The end-to-end tests drive the binary itself, which `cargo test` does not build for
     // another package's tests. Building every target of the workspace selects the same
     // packages and features as the test run, so dependencies are compiled once, not twice.

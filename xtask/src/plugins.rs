@@ -1,6 +1,6 @@
 //! Building plugins for wasm32-wasip2 and collecting them where the host looks for them.
 
-use crate::run;
+use crate::{cargo, run};
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,45 @@ pub(crate) fn build_all(root: &Path) -> Result<()> {
     }
     eprintln!("xtask: collected {} plugins", crates.len());
     Ok(())
+}
+
+/// Runs the native tests of the first-party plugin crates (every crate directly under
+/// `plugins/`, such as `mlkit` and `metric-threshold`), because `cargo test --workspace` at the
+/// root does not reach the plugins workspace. The components of the test corpus under
+/// `plugins/testing/` have no tests and are left out.
+pub(crate) fn test_first_party(root: &Path) -> Result<()> {
+    let plugins_dir = root.join("plugins");
+    let mut command = cargo();
+    command
+        .current_dir(&plugins_dir)
+        .args(["test", "--target", &host_target()?]);
+    for dir in first_party_crates(&plugins_dir)? {
+        command.args(["-p", &crate_name(&dir)?]);
+    }
+    run(&mut command)
+}
+
+fn first_party_crates(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(plugins_dir)
+        .with_context(|| format!("cannot list {}", plugins_dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Returns the target triple of this machine, from `rustc -vV`.
+fn host_target() -> Result<String> {
+    let output = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("cannot run `rustc -vV` to find the host target")?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("`rustc -vV` printed no `host:` line")
 }
 
 fn find_crates(root: &Path) -> Result<Vec<PluginCrate>> {

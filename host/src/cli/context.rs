@@ -2,6 +2,8 @@
 
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::engine::environment::current_user;
+use crate::gates::{Actor, Gates, Role};
 use crate::runtime::{PluginRegistry, Runtime};
 use crate::store::Store;
 use crate::store::artifacts::ArtifactStore;
@@ -80,6 +82,20 @@ pub(crate) async fn open_engine(config: &Config) -> Result<EngineContext> {
     let runtime = Runtime::new(config.runtime_settings())?;
     let engine = Engine::new(Arc::new(runtime), store, artifacts);
     Ok(EngineContext { engine, registry })
+}
+
+/// Returns a governance layer over the engine's store and runtime.
+pub(crate) fn gates_of(engine: &Engine) -> Gates {
+    Gates::new(engine.store().clone(), engine.runtime().clone())
+}
+
+/// Returns who the command line acts as: the OS user with the admin role. Whoever can open the
+/// database can act as anyone; only the HTTP API, with its tokens, enforces identities.
+pub(crate) fn cli_actor() -> Actor {
+    Actor {
+        name: current_user(),
+        role: Role::Admin,
+    }
 }
 
 /// Builds a tokio runtime for one command.

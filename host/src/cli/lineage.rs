@@ -71,10 +71,11 @@ pub(crate) fn run(config: &crate::config::Config, args: LineageArgs) -> Result<E
     })
 }
 
-/// Resolves the argument to graph nodes. A run stands for its step runs.
+/// Resolves the argument to graph nodes. A run stands for itself and its step runs, so the
+/// run-level inputs and outputs of MLflow and OpenLineage runs are reached too.
 async fn start_nodes(store: &Store, id: &str) -> Result<Vec<Node>> {
     // Accept the `kind:id` form the text output prints.
-    let id = ["dataset:", "artifact:", "step_run:"]
+    let id = ["dataset:", "artifact:", "step_run:", "run:"]
         .iter()
         .find_map(|prefix| id.strip_prefix(prefix))
         .unwrap_or(id);
@@ -90,12 +91,8 @@ async fn start_nodes(store: &Store, id: &str) -> Result<Vec<Node>> {
     if store.get_step_run(id).await?.is_some() {
         return Ok(vec![Node::step_run(id)]);
     }
-    if store.get_run(id).await?.is_some() {
-        let steps = store.list_step_runs(id).await?;
-        return Ok(steps
-            .into_iter()
-            .map(|step| Node::step_run(step.id))
-            .collect());
+    if let Some(starts) = store.lineage_starts(&Node::run(id)).await? {
+        return Ok(starts);
     }
     bail!("`{id}` is not a known run id, step run id, or artifact or dataset digest")
 }

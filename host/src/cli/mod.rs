@@ -1,8 +1,10 @@
 //! The `runledger` command line: parse, call the layers below, print.
 
+mod attachments;
 mod context;
 mod db;
 mod lineage;
+mod models;
 mod plugins;
 mod progress;
 mod reproduce;
@@ -10,6 +12,7 @@ mod run;
 mod runs;
 mod serve;
 mod tokens;
+mod validation;
 
 use crate::config::Config;
 use clap::{Parser, Subcommand};
@@ -69,7 +72,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a pipeline and record it.
+    /// Run a pipeline and record it, then run its metric validators.
+    ///
+    /// Exit status: 0 when the run succeeded and no blocking check failed, 1 when a step failed,
+    /// 2 when the definition was rejected before anything ran, 3 when the run succeeded but a
+    /// blocking check of its `validate:` list failed, and 130 when it was cancelled.
     Run(run::RunArgs),
     /// List, show and compare recorded runs.
     #[command(subcommand)]
@@ -86,6 +93,14 @@ enum Command {
     /// Create, list and revoke bearer tokens of the HTTP API.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Register models, attach validators and policies, promote versions and read the audit log.
+    ///
+    /// The command line works on the database directly and acts as the OS user ($USER, else
+    /// $LOGNAME) with the admin role, so `USER=alice runledger models approve ...` approves as
+    /// alice. Whoever can open the database can therefore act as anyone; the HTTP API, with its
+    /// bearer tokens, is what enforces identities and roles.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Manage the database.
     #[command(subcommand)]
     Db(db::DbCommand),
@@ -110,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Plugins(command) => plugins::run(&config, command),
         Command::Serve(args) => serve::run(&config, args),
         Command::Tokens(command) => tokens::run(&config, command),
+        Command::Models(command) => models::run(&config, command),
         Command::Db(command) => db::run(&config, command),
     };
     match result {

@@ -1,10 +1,13 @@
-//! `runledger run PIPELINE.yaml`: plan, record and execute a run with a live progress display.
+//! `runledger run PIPELINE.yaml`: plan, record and execute a run with a live progress display,
+//! then run the pipeline's metric validators on it when it succeeded.
 
-use super::context::{open_engine, tokio_runtime};
+use super::context::{EngineContext, cli_actor, gates_of, open_engine, tokio_runtime};
 use super::progress::Progress;
+use super::validation::{EXIT_BLOCKED, Tally, print_tally, print_validations};
 use crate::config::Config;
 use crate::engine::plan::plan;
 use crate::engine::{Engine, Plan, PlanContext, RunOptions, RunSummary};
+use crate::gates::{Trigger, ValidationOutcome, ValidatorSpec};
 use crate::store::{RunStatus, StepStatus};
 use anyhow::Result;
 use clap::Args;
@@ -121,12 +124,54 @@ async fn run_async(config: &Config, args: RunArgs) -> Result<ExitCode> {
         ..RunOptions::default()
     };
     let summary = execute_with_progress(&context.engine, &plan, &options, !args.json).await?;
+    let validation = validate(&context, &plan, &summary).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        let mut out = serde_json::to_value(&summary)?;
+        out["validation"] = serde_json::to_value(&validation)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_summary(&summary);
+        if let Some(outcome) = &validation {
+            println!();
+            print_validations(&outcome.records);
+            print_tally(Tally::of(&outcome.records));
+        }
     }
-    Ok(exit_code(summary.status))
+    Ok(exit_code(summary.status, validation.as_ref()))
+}
+
+/// Runs the pipeline's `validate:` list on a succeeded run. Returns `None` when the run did not
+/// succeed or the pipeline lists no validators.
+async fn validate(
+    context: &EngineContext,
+    plan: &Plan,
+    summary: &RunSummary,
+) -> Result<Option<ValidationOutcome>> {
+    if summary.status != RunStatus::Succeeded || plan.validators.is_empty() {
+        return Ok(None);
+    }
+
+    let specs: Vec<ValidatorSpec> = plan
+        .validators
+        .iter()
+        .map(|validator| ValidatorSpec {
+            plugin: validator.plugin.id(),
+            config: validator.config.clone(),
+        })
+        .collect();
+    // NOTE: `run` does not load components before the first step, so a validator component
+    // that fails to load shows up only here, recorded as a blocking validator error.
+    let outcome = gates_of(&context.engine)
+        .validate_run(
+            &context.registry,
+            &cli_actor(),
+            &summary.run_id,
+            &specs,
+            Trigger::Pipeline,
+            None,
+        )
+        .await?;
+    Ok(Some(outcome))
 }
 
 /// Returns the requested parallelism, or the number of cores, capped at what the runtime's
@@ -180,8 +225,10 @@ pub(crate) async fn execute_with_progress(
     Ok(result?)
 }
 
-fn exit_code(status: RunStatus) -> ExitCode {
+fn exit_code(status: RunStatus, validation: Option<&ValidationOutcome>) -> ExitCode {
+    let blocked = validation.is_some_and(|outcome| Tally::of(&outcome.records).blocking > 0);
     match status {
+        RunStatus::Succeeded if blocked => ExitCode::from(EXIT_BLOCKED),
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Cancelled => ExitCode::from(EXIT_CANCELLED),
         _ => ExitCode::FAILURE,

@@ -1,8 +1,12 @@
-//! `runledger runs list|show|diff`.
+//! `runledger runs list|show|logs|metric|diff|validate`.
 
-use super::context::{open_store, tokio_runtime};
+use super::attachments::PluginArgs;
+use super::context::{cli_actor, gates_of, open_engine, open_store, tokio_runtime};
 use super::run::{format_metric, parse_key_value};
+use super::validation::{EXIT_BLOCKED, Tally, print_tally, print_validations};
 use crate::config::Config;
+use crate::gates::Trigger;
+use crate::runtime::PluginKind;
 use crate::store::{Direction, RunDetail, RunFilter, RunStatus, Store};
 use anyhow::{Result, bail};
 use clap::Subcommand;
@@ -30,7 +34,7 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show everything recorded about a run.
+    /// Show everything recorded about a run, with the checks of its validations.
     Show {
         /// Run id.
         run: String,
@@ -72,32 +76,58 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run metric validators on a recorded run, such as an external one, and record the checks.
+    ///
+    /// Exits with status 3 when a blocking check failed or a validator could not judge the run.
+    /// The validations are recorded as the OS user ($USER).
+    Validate {
+        /// Run id.
+        run: String,
+        /// The validators, each with its configuration.
+        #[command(flatten)]
+        plugins: PluginArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn run(config: &Config, command: RunsCommand) -> Result<ExitCode> {
-    tokio_runtime()?.block_on(async {
-        let store = open_store(config).await?;
-        match command {
-            RunsCommand::List {
-                pipeline,
-                status,
-                tags,
-                limit,
-                json,
-            } => list(&store, pipeline, status, tags, limit, json).await,
-            RunsCommand::Show { run, json } => show(&store, &run, json).await,
-            RunsCommand::Logs { run, step, json } => {
-                logs(&store, &run, step.as_deref(), json).await
-            }
-            RunsCommand::Metric {
-                run,
-                key,
-                step,
-                json,
-            } => metric(&store, &run, &key, step.as_deref(), json).await,
-            RunsCommand::Diff { run_a, run_b, json } => diff(&store, &run_a, &run_b, json).await,
+    tokio_runtime()?.block_on(dispatch(config, command))
+}
+
+async fn dispatch(config: &Config, command: RunsCommand) -> Result<ExitCode> {
+    match command {
+        RunsCommand::List {
+            pipeline,
+            status,
+            tags,
+            limit,
+            json,
+        } => {
+            let store = open_store(config).await?;
+            list(&store, pipeline, status, tags, limit, json).await
         }
-    })
+        RunsCommand::Show { run, json } => show(config, &run, json).await,
+        RunsCommand::Logs { run, step, json } => {
+            let store = open_store(config).await?;
+            logs(&store, &run, step.as_deref(), json).await
+        }
+        RunsCommand::Metric {
+            run,
+            key,
+            step,
+            json,
+        } => {
+            let store = open_store(config).await?;
+            metric(&store, &run, &key, step.as_deref(), json).await
+        }
+        RunsCommand::Diff { run_a, run_b, json } => {
+            let store = open_store(config).await?;
+            diff(&store, &run_a, &run_b, json).await
+        }
+        RunsCommand::Validate { run, plugins, json } => validate(config, &run, plugins, json).await,
+    }
 }
 
 /// Parses a run status for clap, so an unknown one is a usage error like any other.
@@ -167,12 +197,16 @@ fn duration(started: Option<i64>, ended: Option<i64>) -> String {
     }
 }
 
-async fn show(store: &Store, run_id: &str, json: bool) -> Result<ExitCode> {
+async fn show(config: &Config, run_id: &str, json: bool) -> Result<ExitCode> {
+    let context = open_engine(config).await?;
+    let store = context.engine.store();
     let detail = store.get_run_detail(run_id).await?;
     let step_metrics = step_metrics(store, &detail).await?;
+    let validations = gates_of(&context.engine).run_validations(run_id).await?;
     if json {
         let mut out = serde_json::to_value(&detail)?;
         out["step_metrics"] = serde_json::to_value(&step_metrics)?;
+        out["validations"] = serde_json::to_value(&validations)?;
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -183,6 +217,47 @@ async fn show(store: &Store, run_id: &str, json: bool) -> Result<ExitCode> {
     print_steps(&detail, &step_metrics);
     print_metrics(&detail);
     print_artifacts(&detail);
+    print_validations(&validations);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn validate(
+    config: &Config,
+    run_id: &str,
+    plugins: PluginArgs,
+    json: bool,
+) -> Result<ExitCode> {
+    if plugins.specs.is_empty() {
+        bail!("give at least one validator with --plugin NAME[@VERSION] [--config JSON]");
+    }
+    let context = open_engine(config).await?;
+    let gates = gates_of(&context.engine);
+    // A missing plugin or invalid config is a usage error, rejected before anything is recorded.
+    gates.check_specs(
+        &context.registry,
+        PluginKind::MetricValidator,
+        &plugins.specs,
+    )?;
+    let outcome = gates
+        .validate_run(
+            &context.registry,
+            &cli_actor(),
+            run_id,
+            &plugins.specs,
+            Trigger::Manual,
+            None,
+        )
+        .await?;
+    let tally = Tally::of(&outcome.records);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        print_validations(&outcome.records);
+        print_tally(tally);
+    }
+    if tally.blocking > 0 {
+        return Ok(ExitCode::from(EXIT_BLOCKED));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -25,6 +25,15 @@
 //!
 //! A step with `executor: external` runs no plugin: it declares its `outputs`, and the run
 //! waits until a client reports them over the API.
+//!
+//! An optional `validate:` list names metric-validator plugins that check a run after it
+//! succeeds, each with its own `config`:
+//!
+//! ```yaml
+//! validate:
+//!   - plugin: metric-threshold@0.1.0
+//!     config: { rules: ["test_rmse <= 0.75"] }
+//! ```
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -132,6 +141,24 @@ pub struct PipelineDefinition {
     pub params: Map<String, Value>,
     /// Steps in definition order.
     pub steps: Vec<StepSpec>,
+    /// Metric validators that check the run after it succeeds, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validate: Vec<ValidatorSpec>,
+}
+
+/// A metric-validator plugin and its configuration, as listed under `validate:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorSpec {
+    /// `NAME` or `NAME@VERSION` of a metric-validator plugin.
+    pub plugin: String,
+    /// Configuration checked against the plugin's config schema; `{}` when omitted.
+    #[serde(default = "empty_object")]
+    pub config: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
 }
 
 /// One problem in a definition, with the place it sits.
@@ -422,6 +449,35 @@ steps:
 
         let places: Vec<&str> = error.problems.iter().map(|p| p.place.as_str()).collect();
         assert!(places.contains(&"/steps/0/executor"), "{error}");
+    }
+
+    #[test]
+    fn parses_validators() {
+        let text = format!(
+            "{VALID}validate:\n  - plugin: metric-threshold@0.1.0\n    config: {{ rules: [\"a < 1\"] }}\n  - plugin: finite-metrics\n"
+        );
+
+        let definition = PipelineDefinition::parse(&text, "demo.yaml").unwrap();
+
+        assert_eq!(definition.validate.len(), 2);
+        assert_eq!(definition.validate[0].plugin, "metric-threshold@0.1.0");
+        assert_eq!(
+            definition.validate[0].config,
+            serde_json::json!({ "rules": ["a < 1"] })
+        );
+        assert_eq!(definition.validate[1].config, serde_json::json!({}));
+    }
+
+    #[test]
+    fn rejects_validator_without_plugin() {
+        let text = format!("{VALID}validate:\n  - config: {{}}\n    severity: warning\n");
+
+        let error = PipelineDefinition::parse(&text, "demo.yaml").unwrap_err();
+
+        let places: Vec<&str> = error.problems.iter().map(|p| p.place.as_str()).collect();
+        assert_eq!(places, ["/validate/0", "/validate/0"], "{error}");
+        assert!(error.to_string().contains("\"plugin\""), "{error}");
+        assert!(error.to_string().contains("severity"), "{error}");
     }
 
     #[test]

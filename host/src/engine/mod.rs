@@ -20,7 +20,7 @@ pub use external::{
     ExternalReport, ExternalStepError, ExternalStepToken, ReportProblem, ReportStatus,
     ReportedMetric, ReportedOutput, StepToken, report_path,
 };
-pub use plan::{Plan, PlanContext, PlannedInput, PlannedStep, Source};
+pub use plan::{Plan, PlanContext, PlannedInput, PlannedStep, PlannedValidator, Source};
 
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::artifacts::{ArtifactError, ArtifactStore};
@@ -129,17 +129,34 @@ impl Engine {
         self.runtime.settings().pool_instances.max(1) as usize
     }
 
-    /// Loads every plugin of the plan, so a corrupt component or one that does not implement
-    /// its world is reported before any step runs.
+    /// Loads every plugin of the plan, steps and validators, so a corrupt component or one that
+    /// does not implement its world is reported before any step runs. Planning has already
+    /// checked each validator's kind and config.
     pub fn check_plugins(&self, plan: &Plan) -> Result<(), DefinitionError> {
-        let problems: Vec<Problem> = plan
-            .steps
+        let steps = plan.steps.iter().enumerate().filter_map(|(index, step)| {
+            let plugin = step.plugin.as_ref()?;
+            Some((
+                format!("/steps/{index}/plugin (step {})", step.name),
+                plugin,
+            ))
+        });
+        let validators = plan
+            .validators
             .iter()
             .enumerate()
-            .filter_map(|(index, step)| {
-                let error = self.runtime.prepare(step.plugin.as_ref()?).err()?;
+            .map(|(index, validator)| {
+                let id = validator.plugin.id();
+                (
+                    format!("/validate/{index}/plugin (validator {id})"),
+                    &validator.plugin,
+                )
+            });
+        let problems: Vec<Problem> = steps
+            .chain(validators)
+            .filter_map(|(place, plugin)| {
+                let error = self.runtime.prepare(plugin).err()?;
                 Some(Problem {
-                    place: format!("/steps/{index}/plugin (step {})", step.name),
+                    place,
                     message: error.to_string(),
                 })
             })

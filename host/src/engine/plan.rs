@@ -4,9 +4,13 @@
 //!
 //! A plugin step takes its input and output names from the plugin's manifest. An external step
 //! has no plugin: its definition declares its outputs, and it names its inputs freely.
+//!
+//! Each entry of `validate:` must name a metric-validator plugin whose config schema accepts
+//! the entry's `config`.
 
 use super::definition::{
-    DefinitionError, PipelineDefinition, Problem, StepExecutor, StepSpec, parse_timeout,
+    DefinitionError, PipelineDefinition, Problem, StepExecutor, StepSpec, ValidatorSpec,
+    parse_timeout,
 };
 use crate::runtime::{Plugin, PluginKind, PluginRegistry};
 use crate::store::artifacts::ArtifactStore;
@@ -141,6 +145,17 @@ pub struct Plan {
     pub inputs: BTreeMap<String, PlannedInput>,
     /// Steps in definition order.
     pub steps: Vec<PlannedStep>,
+    /// Metric validators to run after the run succeeds, in definition order.
+    pub validators: Vec<PlannedValidator>,
+}
+
+/// A metric validator of the `validate:` list, resolved and with a config its schema accepts.
+#[derive(Debug, Clone)]
+pub struct PlannedValidator {
+    /// The resolved metric-validator plugin.
+    pub plugin: Arc<Plugin>,
+    /// The configuration passed to the plugin.
+    pub config: Value,
 }
 
 /// The registry, paths, overrides and stores a plan needs besides the definition.
@@ -165,6 +180,7 @@ pub fn plan(text: &str, origin: &str, context: &PlanContext<'_>) -> Result<Plan,
     let params = resolve_pipeline_params(&definition, context.overrides, &mut problems);
     let inputs = resolve_inputs(&definition, context, &mut problems);
     let steps = resolve_steps(&definition, &params, context.registry, &mut problems);
+    let validators = resolve_validators(&definition.validate, context.registry, &mut problems);
     if problems.is_empty() {
         check_cycles(&steps, &mut problems);
     }
@@ -181,6 +197,7 @@ pub fn plan(text: &str, origin: &str, context: &PlanContext<'_>) -> Result<Plan,
         params,
         inputs,
         steps,
+        validators,
     })
 }
 
@@ -425,6 +442,67 @@ fn resolve_plugin(
             None
         }
     }
+}
+
+/// Resolves each `validate:` entry to a metric-validator plugin and checks its config against
+/// the plugin's config schema.
+fn resolve_validators(
+    specs: &[ValidatorSpec],
+    registry: &PluginRegistry,
+    problems: &mut Vec<Problem>,
+) -> Vec<PlannedValidator> {
+    specs
+        .iter()
+        .enumerate()
+        .filter_map(|(index, spec)| resolve_validator(index, spec, registry, problems))
+        .collect()
+}
+
+fn resolve_validator(
+    index: usize,
+    spec: &ValidatorSpec,
+    registry: &PluginRegistry,
+    problems: &mut Vec<Problem>,
+) -> Option<PlannedValidator> {
+    let place = |suffix: &str| format!("/validate/{index}/{suffix} (validator {})", spec.plugin);
+    let plugin = match registry.resolve(&spec.plugin) {
+        Ok(plugin) => plugin,
+        Err(error) => {
+            problem(problems, place("plugin"), error.to_string());
+            return None;
+        }
+    };
+    if plugin.manifest.kind != PluginKind::MetricValidator {
+        let kind = plugin.manifest.kind.world();
+        let message = format!(
+            "plugin {} is a {kind}, not a metric-validator; `validate:` takes only \
+             metric-validator plugins",
+            plugin.id()
+        );
+        problem(problems, place("plugin"), message);
+        return None;
+    }
+    let Err(invalid) = plugin.validate_config(&spec.config) else {
+        return Some(PlannedValidator {
+            plugin,
+            config: spec.config.clone(),
+        });
+    };
+    for violation in invalid.violations {
+        let path = violation.path.trim_start_matches('/');
+        let message = format!(
+            "{} (rule `{}` of plugin {}'s config schema)",
+            violation.message,
+            violation.rule,
+            plugin.id()
+        );
+        problem(
+            problems,
+            place(format!("config/{path}").trim_end_matches('/')),
+            message,
+        );
+    }
+    None
 }
 
 struct StepResolver<'a> {

@@ -3,6 +3,7 @@
 
 use super::bindings::{GuestError, StepExecutorPre, WitStepContext, types};
 use super::error::CallError;
+use super::governance::RunData;
 use super::host::clocks::VirtualClock;
 use super::io::{ArtifactIo, ArtifactRef};
 use super::state::{CallState, EffectiveLimits, LogLine, MetricPoint, StdioCapture};
@@ -72,13 +73,33 @@ pub struct CallReport {
 
 pub(crate) struct CallSetup<'a> {
     pub(crate) engine: &'a Engine,
-    pub(crate) pre: &'a StepExecutorPre<CallState>,
     pub(crate) limits: EffectiveLimits,
     pub(crate) scratch_dir: Option<&'a std::path::Path>,
 }
 
+/// The inputs of a call's store besides its limits: randomness, cancellation and the host
+/// services its world imports.
+pub(crate) struct Sandbox {
+    pub(crate) seed: u64,
+    pub(crate) deterministic: bool,
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
+    pub(crate) io: Box<dyn ArtifactIo>,
+    pub(crate) inputs: Vec<ArtifactRef>,
+    pub(crate) outputs: Vec<String>,
+    pub(crate) run_data: Option<Box<dyn RunData>>,
+}
+
+/// The result of any call: its outcome and everything the store recorded.
+pub(crate) struct Finished<T> {
+    pub(crate) outcome: Result<T, CallError>,
+    pub(crate) outputs: Vec<ArtifactRef>,
+    pub(crate) metrics: Vec<MetricPoint>,
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) usage: Usage,
+}
+
 fn build_wasi(
-    call: &StepCall,
+    call: &Sandbox,
     stdio: &StdioCapture,
     setup: &CallSetup<'_>,
     clock: Option<&VirtualClock>,
@@ -157,30 +178,72 @@ fn wit_context(call: &StepCall) -> WitStepContext {
     }
 }
 
-/// Runs one call to completion and reports what happened. Guest faults become a
-/// [`CallError`] in the report rather than a panic.
+/// Runs one step-executor call to completion and reports what happened. Guest faults become
+/// a [`CallError`] in the report rather than a panic.
 pub(crate) fn run_call(
     setup: CallSetup<'_>,
+    pre: &StepExecutorPre<CallState>,
     call: &StepCall,
     io: Box<dyn ArtifactIo>,
 ) -> CallReport {
+    let limits = setup.limits.clone();
+    let sandbox = Sandbox {
+        seed: call.seed,
+        deterministic: call.deterministic,
+        cancel: call.cancel.clone(),
+        io,
+        inputs: call.inputs.clone(),
+        outputs: call.outputs.clone(),
+        run_data: None,
+    };
+    let finished = run_sandboxed(setup, sandbox, |store| {
+        let bindings = pre
+            .instantiate(&mut *store)
+            .map_err(RawFailure::Instantiate)?;
+        let context = wit_context(call);
+        let result = bindings
+            .runledger_plugin_executor()
+            .call_execute(&mut *store, &context)
+            .map_err(RawFailure::Trap)?;
+        Ok(result.map_err(guest_error))
+    });
+    CallReport {
+        outcome: finished.outcome,
+        outputs: finished.outputs,
+        metrics: finished.metrics,
+        logs: finished.logs,
+        usage: finished.usage,
+        limits,
+    }
+}
+
+/// Runs `invoke` (instantiate and call) in a fresh store with the setup's limits, and turns
+/// whatever ended it into a [`CallError`] that names the cause.
+pub(crate) fn run_sandboxed<T>(
+    setup: CallSetup<'_>,
+    sandbox: Sandbox,
+    invoke: impl FnOnce(&mut Store<CallState>) -> RawOutcome<T>,
+) -> Finished<T> {
     let started = Instant::now();
     let violations = ViolationLog::default();
     let stdio = StdioCapture::new(setup.limits.max_stdio_bytes, violations.clone());
-    let virtual_clock = call.deterministic.then(VirtualClock::default);
+    let virtual_clock = sandbox.deterministic.then(VirtualClock::default);
+    let wasi = build_wasi(&sandbox, &stdio, &setup, virtual_clock.as_ref());
+    let cancel = sandbox.cancel;
     let state = CallState {
-        wasi: build_wasi(call, &stdio, &setup, virtual_clock.as_ref()),
+        wasi,
         table: ResourceTable::new(),
         limiter: CallState::new_limiter(setup.limits.memory_bytes, violations.clone()),
         limits: setup.limits.clone(),
-        io,
-        inputs: call.inputs.clone(),
-        declared_outputs: call.outputs.clone(),
+        io: sandbox.io,
+        inputs: sandbox.inputs,
+        declared_outputs: sandbox.outputs,
         created_outputs: BTreeSet::new(),
         outputs: Vec::new(),
         logs: Vec::new(),
         log_bytes: 0,
         metrics: Vec::new(),
+        run_data: sandbox.run_data,
         violations: violations.clone(),
         stdio: stdio.clone(),
         filesystem_granted: setup.scratch_dir.is_some(),
@@ -198,10 +261,12 @@ pub(crate) fn run_call(
         })
         .and_then(|()| {
             let deadline = started + setup.limits.timeout;
-            watch_deadline(&mut store, deadline, call.cancel.clone());
-            invoke(&mut store, setup.pre, call)
+            watch_deadline(&mut store, deadline, cancel);
+            let raw = invoke(&mut store);
+            let violations = store.data().violations.take();
+            classify(raw, violations, &store.data().stdio, &store.data().limits)
         });
-    finish_report(store, outcome, fuel, started, &setup.limits)
+    finish(store, outcome, fuel, started)
 }
 
 /// The error a call stops with when its cancel flag is set.
@@ -234,31 +299,15 @@ fn watch_deadline(
     });
 }
 
-type RawOutcome = Result<Result<(), CallError>, RawFailure>;
+/// The result of `invoke`: the guest's result or error value, or the fault that stopped it.
+pub(crate) type RawOutcome<T> = Result<Result<T, CallError>, RawFailure>;
 
-enum RawFailure {
+/// A fault that stopped a call before the guest returned.
+pub(crate) enum RawFailure {
+    /// Instantiation failed.
     Instantiate(wasmtime::Error),
+    /// The call trapped.
     Trap(wasmtime::Error),
-}
-
-fn invoke(
-    store: &mut Store<CallState>,
-    pre: &StepExecutorPre<CallState>,
-    call: &StepCall,
-) -> Result<(), CallError> {
-    let raw: RawOutcome = (|| {
-        let bindings = pre
-            .instantiate(&mut *store)
-            .map_err(RawFailure::Instantiate)?;
-        let context = wit_context(call);
-        let result = bindings
-            .runledger_plugin_executor()
-            .call_execute(&mut *store, &context)
-            .map_err(RawFailure::Trap)?;
-        Ok(result.map_err(guest_error))
-    })();
-    let violations = store.data().violations.take();
-    classify(raw, violations, &store.data().stdio, &store.data().limits)
 }
 
 /// Maximum length of an error message kept from a plugin. The rest is cut, so a plugin cannot
@@ -279,7 +328,7 @@ fn truncate_message(mut message: String) -> String {
     message
 }
 
-fn guest_error(error: GuestError) -> CallError {
+pub(crate) fn guest_error(error: GuestError) -> CallError {
     let (kind, message) = match error {
         GuestError::InvalidParams(m) => ("invalid-params", m),
         GuestError::InvalidInput(m) => ("invalid-input", m),
@@ -297,12 +346,12 @@ fn guest_error(error: GuestError) -> CallError {
 
 /// Picks the most telling cause: a withheld capability first, then a limit the host recorded,
 /// then what the trap or the guest's error value reports.
-fn classify(
-    raw: RawOutcome,
+fn classify<T>(
+    raw: RawOutcome<T>,
     mut violations: Vec<Violation>,
     stdio: &StdioCapture,
     limits: &EffectiveLimits,
-) -> Result<(), CallError> {
+) -> Result<T, CallError> {
     if let Err(RawFailure::Trap(error)) = &raw
         && error.downcast_ref::<Trap>() == Some(&Trap::UnreachableCodeReached)
     {
@@ -318,8 +367,9 @@ fn classify(
         Err(RawFailure::Instantiate(error)) => Err(instantiate_error(error, limits)),
         Err(RawFailure::Trap(error)) => Err(trap_error(&error, stdio, limits)),
     };
-    let Err(failure) = outcome else {
-        return Ok(());
+    let failure = match outcome {
+        Ok(value) => return Ok(value),
+        Err(failure) => failure,
     };
     Err(violation_error(&violations, &failure).unwrap_or(failure))
 }
@@ -406,13 +456,12 @@ fn trap_error(
     }
 }
 
-fn finish_report(
+fn finish<T>(
     mut store: Store<CallState>,
-    outcome: Result<(), CallError>,
+    outcome: Result<T, CallError>,
     fuel: u64,
     started: Instant,
-    limits: &EffectiveLimits,
-) -> CallReport {
+) -> Finished<T> {
     let fuel_left = store.get_fuel().unwrap_or(0);
     let peak_memory_bytes = store.data().peak_memory();
     let state = store.data_mut();
@@ -424,7 +473,7 @@ fn finish_report(
     let outputs = std::mem::take(&mut state.outputs);
     let metrics = std::mem::take(&mut state.metrics);
     drop(store);
-    CallReport {
+    Finished {
         outcome,
         outputs,
         metrics,
@@ -434,7 +483,6 @@ fn finish_report(
             fuel_consumed: fuel.saturating_sub(fuel_left),
             peak_memory_bytes,
         },
-        limits: limits.clone(),
     }
 }
 

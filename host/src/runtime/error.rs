@@ -2,7 +2,7 @@
 //! end one call.
 
 use super::manifest::ManifestError;
-use super::schema::InvalidParams;
+use super::schema::{InvalidConfig, InvalidParams};
 use super::violations::{Capability, Limit};
 
 /// A plugin cannot be loaded or called.
@@ -54,13 +54,41 @@ pub enum RuntimeError {
         hint: String,
     },
     /// The plugin's kind cannot be called this way.
-    #[error("plugin {plugin} is a {kind}, not a step-executor")]
+    #[error("plugin {plugin} is a {kind}, not a {expected}")]
     WrongKind {
         /// `name@version`.
         plugin: String,
         /// The plugin's kind.
         kind: String,
+        /// The kind this call needs, such as `policy`.
+        expected: String,
     },
+    /// The runtime has no world to call plugins of this kind with.
+    #[error("plugin {plugin} is a {kind}, and this runtime cannot call {kind} plugins")]
+    UnsupportedKind {
+        /// `name@version`.
+        plugin: String,
+        /// The plugin's kind.
+        kind: String,
+    },
+    /// The component imports an interface its kind's world does not provide.
+    #[error(
+        "plugin {plugin} is a {world}, but its component imports `{import}`, which the \
+         `{world}` world does not provide; a {world} may import only WASI 0.2 and {allowed}"
+    )]
+    ForbiddenImport {
+        /// `name@version`.
+        plugin: String,
+        /// The world of the plugin's kind.
+        world: String,
+        /// The import outside the world.
+        import: String,
+        /// The `runledger:plugin` interfaces the world provides.
+        allowed: String,
+    },
+    /// A validator's or policy's configuration breaks the plugin's config schema.
+    #[error(transparent)]
+    InvalidConfig(#[from] InvalidConfig),
     /// The wasmtime engine could not be set up.
     #[error("wasm engine setup failed: {0}")]
     Engine(String),

@@ -8,6 +8,8 @@
 //!
 //! [params-schema]          # JSON Schema of the step params, written as TOML
 //! type = "object"
+//!                          # (metric validators and policies declare `[config-schema]`,
+//!                          # the JSON Schema of their configuration, instead)
 //!
 //! [[outputs]]
 //! name = "greeting"
@@ -107,9 +109,13 @@ pub struct Manifest {
     pub kind: PluginKind,
     /// One-line description.
     pub description: String,
-    /// JSON Schema of the params (or the configuration, for validators and policies).
+    /// JSON Schema of a step executor's params.
     #[serde(default = "empty_object_schema")]
     pub params_schema: serde_json::Value,
+    /// JSON Schema of a metric validator's or policy's configuration; a JSON object with any
+    /// keys when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<serde_json::Value>,
     /// Declared input artifacts.
     #[serde(default)]
     pub inputs: Vec<ArtifactDecl>,
@@ -206,17 +212,29 @@ impl Manifest {
         validate_decls("inputs", &self.inputs)?;
         validate_decls("outputs", &self.outputs)?;
         self.validate_limits()?;
-        if let Some(kind) = self.params_schema.get("type")
-            && kind != "object"
-        {
+        validate_object_schema("params-schema", "params", &self.params_schema)?;
+        self.validate_config_schema()
+    }
+
+    fn validate_config_schema(&self) -> Result<(), String> {
+        let Some(schema) = &self.config_schema else {
+            return Ok(());
+        };
+        if !matches!(self.kind, PluginKind::MetricValidator | PluginKind::Policy) {
             return Err(format!(
-                "params-schema has type {kind}, but params are always a JSON object: use \
-                 type = \"object\""
+                "config-schema applies to metric-validator and policy plugins, but this plugin \
+                 is a {}: declare its params with params-schema",
+                self.kind.world()
             ));
         }
-        super::schema::compile_schema(&self.params_schema)
-            .map(|_| ())
-            .map_err(|error| format!("params-schema is not a valid JSON Schema: {error}"))
+        validate_object_schema("config-schema", "configurations", schema)
+    }
+
+    /// Returns the schema configurations of this validator or policy must match.
+    pub fn config_schema(&self) -> serde_json::Value {
+        self.config_schema
+            .clone()
+            .unwrap_or_else(empty_object_schema)
     }
 
     fn validate_limits(&self) -> Result<(), String> {
@@ -245,6 +263,23 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+fn validate_object_schema(
+    field: &str,
+    what: &str,
+    schema: &serde_json::Value,
+) -> Result<(), String> {
+    if let Some(kind) = schema.get("type")
+        && kind != "object"
+    {
+        return Err(format!(
+            "{field} has type {kind}, but {what} are always a JSON object: use type = \"object\""
+        ));
+    }
+    super::schema::compile_schema(schema)
+        .map(|_| ())
+        .map_err(|error| format!("{field} is not a valid JSON Schema: {error}"))
 }
 
 fn validate_name(field: &str, name: &str) -> Result<(), String> {
@@ -374,6 +409,51 @@ description = "says hello"
             .to_string();
 
         assert!(error.contains("always a JSON object"), "{error}");
+    }
+
+    #[test]
+    fn accepts_config_schema_of_a_policy() {
+        let text = MINIMAL.replace("step-executor", "policy")
+            + "[config-schema]\ntype = \"object\"\nrequired = [\"count\"]\n";
+
+        let manifest = Manifest::parse(&text, "plugin.toml").unwrap();
+
+        assert_eq!(manifest.config_schema()["required"][0], "count");
+    }
+
+    #[test]
+    fn config_schema_defaults_to_any_object() {
+        let text = MINIMAL.replace("step-executor", "metric-validator");
+
+        let manifest = Manifest::parse(&text, "plugin.toml").unwrap();
+
+        assert_eq!(
+            manifest.config_schema(),
+            serde_json::json!({ "type": "object" })
+        );
+    }
+
+    #[test]
+    fn rejects_config_schema_of_a_step_executor() {
+        let text = format!("{MINIMAL}[config-schema]\ntype = \"object\"\n");
+
+        let error = Manifest::parse(&text, "plugin.toml")
+            .unwrap_err()
+            .to_string();
+
+        assert!(error.contains("config-schema applies to"), "{error}");
+    }
+
+    #[test]
+    fn rejects_config_schema_that_is_not_an_object() {
+        let text =
+            MINIMAL.replace("step-executor", "policy") + "[config-schema]\ntype = \"array\"\n";
+
+        let error = Manifest::parse(&text, "plugin.toml")
+            .unwrap_err()
+            .to_string();
+
+        assert!(error.contains("config-schema has type"), "{error}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod cache;
 mod call;
 mod engine;
 mod error;
+pub mod governance;
 #[doc(hidden)]
 pub mod host;
 mod io;
@@ -39,22 +40,27 @@ mod schema;
 mod settings;
 mod state;
 mod violations;
+mod worlds;
 
 pub use cache::LoadSource;
 pub use call::{CallReport, StepCall, Usage};
 pub use engine::AllocatorKind;
 pub use error::{CallError, RuntimeError};
+pub use governance::{
+    Approval, Check, DatasetRef, Decision, GovernanceReport, LineageSummary, MAX_CHECK_NAME_CHARS,
+    MAX_CHECKS, MAX_MESSAGE_CHARS, MAX_SERIES_POINTS, PromotionRequest, RecordedCheck, RunData,
+    RunDataError, RunSummary, Severity, StepSummary, SummaryMetric,
+};
 pub use io::{ArtifactIo, ArtifactRef, InputSource, OutputSink, ReadSource};
 pub use manifest::{Manifest, PluginKind};
 pub use registry::{
     COMPONENT_FILE, DuplicatePlugin, LoadProblem, MANIFEST_FILE, Plugin, PluginRegistry,
 };
-pub use schema::{InvalidParams, SchemaViolation};
+pub use schema::{InvalidConfig, InvalidParams, SchemaViolation};
 pub use settings::{AllocatorChoice, RuntimeSettings};
 pub use state::{EffectiveLimits, LogLine, MetricPoint};
 pub use violations::{Capability, Limit};
 
-use bindings::StepExecutorPre;
 use dashmap::DashMap;
 use state::CallState;
 use std::sync::Arc;
@@ -77,7 +83,7 @@ pub struct LoadInfo {
 }
 
 struct Prepared {
-    pre: StepExecutorPre<CallState>,
+    pre: worlds::WorldPre,
     info: LoadInfo,
 }
 
@@ -93,7 +99,8 @@ pub struct Runtime {
     _ticker: engine::EpochTicker,
 }
 
-/// Counters of step-executor calls since the runtime started, for monitoring.
+/// Counters of plugin calls of every kind (steps, validators, policies) since the runtime
+/// started, for monitoring.
 #[derive(Debug, Default)]
 pub struct CallStats {
     /// Calls that started.
@@ -157,12 +164,6 @@ impl Runtime {
     }
 
     fn load(&self, plugin: &Plugin) -> Result<Prepared, RuntimeError> {
-        if plugin.manifest.kind != PluginKind::StepExecutor {
-            return Err(RuntimeError::WrongKind {
-                plugin: plugin.id(),
-                kind: plugin.manifest.kind.world().to_owned(),
-            });
-        }
         let started = Instant::now();
         let path = plugin.component_path();
         let wasm = std::fs::read(&path).map_err(|source| RuntimeError::ReadComponent {
@@ -177,17 +178,9 @@ impl Runtime {
                 path: path.display().to_string(),
                 message: format!("{error:#}"),
             })?;
-        let world_error = |error: wasmtime::Error| RuntimeError::WorldMismatch {
-            plugin: plugin.id(),
-            world: plugin.manifest.kind.world().to_owned(),
-            message: format!("{error:#}"),
-        };
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(world_error)?;
-        let pre = StepExecutorPre::new(instance_pre).map_err(world_error)?;
         let (imports, exports) = interface_names(&self.engine, &component);
+        let kind = plugin.manifest.kind;
+        let pre = worlds::prepare(&self.linker, &component, &plugin.id(), kind, &imports)?;
         let info = LoadInfo {
             source,
             duration: started.elapsed(),
@@ -197,6 +190,18 @@ impl Runtime {
         tracing::debug!(plugin = %plugin.id(), digest = %plugin.digest, source = ?info.source,
             millis = info.duration.as_millis() as u64, "plugin prepared");
         Ok(Prepared { pre, info })
+    }
+
+    /// Returns an error naming `expected` unless `plugin` is of that kind.
+    fn require_kind(plugin: &Plugin, expected: PluginKind) -> Result<(), RuntimeError> {
+        if plugin.manifest.kind == expected {
+            return Ok(());
+        }
+        Err(RuntimeError::WrongKind {
+            plugin: plugin.id(),
+            kind: plugin.manifest.kind.world().to_owned(),
+            expected: expected.world().to_owned(),
+        })
     }
 
     /// Computes the limits a call of `plugin` runs under: the manifest's requests, else the defaults,
@@ -243,24 +248,37 @@ impl Runtime {
         call: &StepCall,
         io: Box<dyn ArtifactIo>,
     ) -> Result<CallReport, RuntimeError> {
+        Self::require_kind(plugin, PluginKind::StepExecutor)?;
         plugin.validate_params(&serde_json::Value::Object(call.params.clone()))?;
         let prepared = self.prepared(plugin)?;
+        let worlds::WorldPre::Step(pre) = &prepared.pre else {
+            return Err(RuntimeError::WrongKind {
+                plugin: plugin.id(),
+                kind: plugin.manifest.kind.world().to_owned(),
+                expected: PluginKind::StepExecutor.world().to_owned(),
+            });
+        };
         let scratch = self.scratch_dir(plugin);
         let setup = call::CallSetup {
             engine: &self.engine,
-            pre: &prepared.pre,
             limits: self.effective_limits(plugin, call.timeout),
             scratch_dir: scratch.as_ref().map(|dir| dir.path()),
         };
 
+        let report = self.counted(|| call::run_call(setup, pre, call, io));
+        Ok(report)
+    }
+
+    /// Runs `call` and counts it in [`CallStats`].
+    fn counted<R: CountedOutcome>(&self, call: impl FnOnce() -> R) -> R {
         self.stats.started.fetch_add(1, Ordering::Relaxed);
         self.stats.running.fetch_add(1, Ordering::Relaxed);
-        let report = call::run_call(setup, call, io);
+        let report = call();
         self.stats.running.fetch_sub(1, Ordering::Relaxed);
-        if report.outcome.is_err() {
+        if report.failed() {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(report)
+        report
     }
 
     fn scratch_dir(&self, plugin: &Plugin) -> Option<tempfile::TempDir> {
@@ -277,12 +295,38 @@ impl Runtime {
     }
 }
 
+/// A call's report, which records whether the call failed.
+trait CountedOutcome {
+    fn failed(&self) -> bool;
+}
+
+impl CountedOutcome for CallReport {
+    fn failed(&self) -> bool {
+        self.outcome.is_err()
+    }
+}
+
+impl<T> CountedOutcome for call::Finished<T> {
+    fn failed(&self) -> bool {
+        self.outcome.is_err()
+    }
+}
+
+/// Builds the one linker of the runtime: WASI granting nothing, then the imports of every
+/// world. Each interface is added once, and `worlds::prepare` keeps a component to the
+/// imports of its own kind's world.
 fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     host::wasi_audit::shadow_wasi_functions(&mut linker)?;
     host::clocks::shadow_monotonic_clock(&mut linker)?;
     bindings::StepExecutor::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
+        &mut linker,
+        |state| state,
+    )?;
+    type Host = wasmtime::component::HasSelf<CallState>;
+    bindings::governance_types::add_to_linker::<CallState, Host>(&mut linker, |state| state)?;
+    bindings::validator::runledger::plugin::run_data::add_to_linker::<CallState, Host>(
         &mut linker,
         |state| state,
     )?;

@@ -5,7 +5,7 @@
 
 use super::error::RuntimeError;
 use super::manifest::{Manifest, ManifestError};
-use super::schema::{InvalidParams, check_params, compile_schema};
+use super::schema::{InvalidConfig, InvalidParams, check_params, compile_schema};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ pub struct Plugin {
     /// Directory holding the plugin's files.
     pub dir: PathBuf,
     validator: jsonschema::Validator,
+    config_validator: jsonschema::Validator,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -45,16 +46,20 @@ impl Plugin {
             path: component.display().to_string(),
             source,
         })?;
-        let validator =
-            compile_schema(&manifest.params_schema).map_err(|message| ManifestError::Invalid {
+        let compile = |field: &str, schema: &serde_json::Value| {
+            compile_schema(schema).map_err(|message| ManifestError::Invalid {
                 path: dir.join(MANIFEST_FILE).display().to_string(),
-                message: format!("params-schema is not a valid JSON Schema: {message}"),
-            })?;
+                message: format!("{field} is not a valid JSON Schema: {message}"),
+            })
+        };
+        let validator = compile("params-schema", &manifest.params_schema)?;
+        let config_validator = compile("config-schema", &manifest.config_schema())?;
         Ok(Self {
             manifest,
             digest: hex::encode(Sha256::digest(&bytes)),
             dir: dir.to_owned(),
             validator,
+            config_validator,
         })
     }
 
@@ -71,6 +76,12 @@ impl Plugin {
     /// Checks params against the plugin's params schema.
     pub fn validate_params(&self, params: &serde_json::Value) -> Result<(), InvalidParams> {
         check_params(&self.id(), &self.validator, params)
+    }
+
+    /// Checks a validator's or policy's configuration against the plugin's config schema
+    /// (`config-schema` in its manifest; any JSON object when absent).
+    pub fn validate_config(&self, config: &serde_json::Value) -> Result<(), InvalidConfig> {
+        check_params(&self.id(), &self.config_validator, config).map_err(InvalidConfig::from)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Validation of step params against a plugin's JSON Schema.
+//! Validation of step params and of validator and policy configurations against a plugin's JSON
+//! Schema.
 
 use serde_json::Value;
 use std::fmt;
@@ -32,6 +33,26 @@ pub struct InvalidParams {
     pub plugin: String,
     /// Every violation, in the validator's order.
     pub violations: Vec<SchemaViolation>,
+}
+
+/// A validator's or policy's configuration that fails the plugin's config schema, with every
+/// violation found.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("configuration of plugin {plugin} is invalid: {}", join(.violations))]
+pub struct InvalidConfig {
+    /// `name@version` of the plugin.
+    pub plugin: String,
+    /// Every violation, in the validator's order.
+    pub violations: Vec<SchemaViolation>,
+}
+
+impl From<InvalidParams> for InvalidConfig {
+    fn from(invalid: InvalidParams) -> Self {
+        Self {
+            plugin: invalid.plugin,
+            violations: invalid.violations,
+        }
+    }
 }
 
 fn join(violations: &[SchemaViolation]) -> String {

@@ -113,6 +113,8 @@ pub(crate) struct CallState {
     pub(crate) logs: Vec<LogLine>,
     pub(crate) log_bytes: usize,
     pub(crate) metrics: Vec<MetricPoint>,
+    /// Read access to recorded runs; `Some` only in metric-validator calls.
+    pub(crate) run_data: Option<Box<dyn super::governance::RunData>>,
     pub(crate) violations: ViolationLog,
     pub(crate) stdio: StdioCapture,
     pub(crate) filesystem_granted: bool,

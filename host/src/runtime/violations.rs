@@ -52,6 +52,13 @@ pub enum Limit {
         /// The point limit.
         points: usize,
     },
+    /// Checks returned by one validator call.
+    Checks {
+        /// The check limit.
+        checks: usize,
+        /// How many the validator returned.
+        returned: usize,
+    },
 }
 
 impl fmt::Display for Limit {
@@ -81,6 +88,11 @@ impl fmt::Display for Limit {
             Self::MetricPoints { points } => {
                 write!(f, "metric limit of {points} points per call exceeded")
             }
+            Self::Checks { checks, returned } => write!(
+                f,
+                "check limit exceeded: the validator returned {returned} checks, more than \
+                 the {checks} allowed per call"
+            ),
         }
     }
 }

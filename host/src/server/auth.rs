@@ -14,63 +14,13 @@ use axum::http::{Method, header::AUTHORIZATION};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-use utoipa::ToSchema;
 
 /// How long a token found in the database is trusted before it is looked up again, so a token
 /// revoked from the command line stops working within this time without a lookup per request.
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
 
-/// What a token allows. Each role includes the ones before it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Reads runs, artifacts, lineage and plugins.
-    Viewer,
-    /// Also creates and writes runs, and uploads artifacts.
-    Editor,
-    /// Also approves model promotions.
-    Approver,
-    /// Also manages plugins and tokens.
-    Admin,
-}
-
-impl Role {
-    /// The role's name as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::Editor => "editor",
-            Self::Approver => "approver",
-            Self::Admin => "admin",
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "viewer" => Ok(Self::Viewer),
-            "editor" => Ok(Self::Editor),
-            "approver" => Ok(Self::Approver),
-            "admin" => Ok(Self::Admin),
-            other => Err(format!(
-                "unknown role `{other}`: expected viewer, editor, approver or admin"
-            )),
-        }
-    }
-}
+pub use crate::gates::Role;
 
 /// Who made a request, available to handlers as an extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +99,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     {
         return None;
     }
+    if super::mlflow::is_mlflow_path(path) {
+        let read = super::mlflow::is_mlflow_read(method, path);
+        return Some(if read { Role::Viewer } else { Role::Editor });
+    }
     let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if path.starts_with("/api/v1/tokens") || (path.starts_with("/api/v1/plugins") && !read) {
         return Some(Role::Admin);
@@ -156,10 +110,28 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if !read && (path.ends_with("/approve") || path.ends_with("/approvals")) {
         return Some(Role::Approver);
     }
+    if let Some(role) = model_route_role(method, path) {
+        return Some(role);
+    }
     if read {
         Some(Role::Viewer)
     } else {
         Some(Role::Editor)
+    }
+}
+
+/// Returns the role that the model registry's stricter writes need. Deleting a model and
+/// attaching validators or policies need `admin`, and removing an alias needs `approver`,
+/// because each bypasses or changes the promotion rules.
+fn model_route_role(method: &Method, path: &str) -> Option<Role> {
+    let rest = path.strip_prefix("/api/v1/models/")?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("DELETE", [_model]) => Some(Role::Admin),
+        ("PUT", [_model, "validators"]) => Some(Role::Admin),
+        ("PUT", [_model, "policies", _alias]) => Some(Role::Admin),
+        ("DELETE", [_model, "aliases", _alias]) => Some(Role::Approver),
+        _ => None,
     }
 }
 
@@ -280,6 +252,45 @@ mod tests {
             required_role(&Method::GET, "/api/v1/plugins"),
             Some(Role::Viewer)
         );
+    }
+
+    #[test]
+    fn model_registry_routes_need_their_roles() {
+        let cases = [
+            (Method::GET, "/api/v1/models/wine", Role::Viewer),
+            (Method::PATCH, "/api/v1/models/wine", Role::Editor),
+            (Method::DELETE, "/api/v1/models/wine", Role::Admin),
+            (
+                Method::DELETE,
+                "/api/v1/models/wine/tags/team",
+                Role::Editor,
+            ),
+            (Method::PUT, "/api/v1/models/wine/validators", Role::Admin),
+            (
+                Method::PUT,
+                "/api/v1/models/wine/policies/production",
+                Role::Admin,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/models/wine/aliases/production",
+                Role::Editor,
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/models/wine/aliases/production",
+                Role::Approver,
+            ),
+            (
+                Method::POST,
+                "/api/v1/models/wine/versions/1/approvals",
+                Role::Approver,
+            ),
+            (Method::GET, "/api/v1/models/wine/audit", Role::Viewer),
+        ];
+        for (method, path, role) in cases {
+            assert_eq!(required_role(&method, path), Some(role), "{method} {path}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Internal causes are logged once here and never sent to the client.
 
 use crate::engine::EngineError;
+use crate::gates::GateError;
 use crate::store::StoreError;
 use crate::store::artifacts::ArtifactError;
 use axum::Json;
@@ -37,6 +38,14 @@ pub enum ErrorCode {
     RangeNotSatisfiable,
     /// The body is not of a media type the route accepts (415).
     UnsupportedMediaType,
+    /// A policy attached to the alias denied the promotion (409).
+    PromotionDenied,
+    /// The approver requested the promotion or started the run it promotes (403).
+    SelfApproval,
+    /// The approver already approved this promotion (409).
+    DuplicateApproval,
+    /// No promotion of this version to this alias waits for approvals (404).
+    NoPendingPromotion,
     /// The server failed; the cause is in its log (500).
     Internal,
     /// The server is starting, stopping or cannot reach its database (503).
@@ -57,6 +66,9 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PromotionDenied | Self::DuplicateApproval => StatusCode::CONFLICT,
+            Self::SelfApproval => StatusCode::FORBIDDEN,
+            Self::NoPendingPromotion => StatusCode::NOT_FOUND,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -195,10 +207,16 @@ impl From<StoreError> for ApiError {
         let code = match &error {
             StoreError::RunNotFound(_)
             | StoreError::StepRunNotFound(_)
-            | StoreError::TokenNotFound(_) => ErrorCode::NotFound,
+            | StoreError::TokenNotFound(_)
+            | StoreError::ModelNotFound { .. }
+            | StoreError::ModelVersionNotFound { .. }
+            | StoreError::PromotionNotFound { .. }
+            | StoreError::AliasNotFound { .. } => ErrorCode::NotFound,
             StoreError::StepRunNotInRun { .. }
             | StoreError::InvalidDigest(_)
-            | StoreError::StepStatusNotFinal { .. } => ErrorCode::InvalidArgument,
+            | StoreError::StepStatusNotFinal { .. }
+            | StoreError::InvalidName { .. }
+            | StoreError::InvalidPageToken(_) => ErrorCode::InvalidArgument,
             StoreError::ParamConflict { .. }
             | StoreError::RunAlreadyEnded { .. }
             | StoreError::RunEnded { .. }
@@ -209,7 +227,10 @@ impl From<StoreError> for ApiError {
             | StoreError::ArtifactSizeMismatch { .. }
             | StoreError::ArtifactNotRecorded(_)
             | StoreError::TokenNameTaken(_)
-            | StoreError::OpenLineageRunIdTaken(_) => ErrorCode::Conflict,
+            | StoreError::OpenLineageRunIdTaken(_)
+            | StoreError::ModelNameTaken { .. }
+            | StoreError::ApprovalTaken { .. }
+            | StoreError::PromotionNotPending { .. } => ErrorCode::Conflict,
             StoreError::Connect { .. } => ErrorCode::Unavailable,
             _ => return Self::internal(&error),
         };
@@ -236,6 +257,41 @@ impl From<EngineError> for ApiError {
             EngineError::Artifacts(artifacts) => artifacts.into(),
             EngineError::Runtime(runtime) => Self::invalid(runtime.to_string()),
             EngineError::Other(message) => Self::invalid(message),
+        }
+    }
+}
+
+impl From<GateError> for ApiError {
+    fn from(error: GateError) -> Self {
+        let message = error.to_string();
+        match error {
+            GateError::Store(store) => store.into(),
+            GateError::InvalidSpec {
+                list,
+                index,
+                plugin,
+                message: problem,
+            } => Self::invalid(message).with_field(FieldProblem {
+                field: format!("[{index}]"),
+                problem: format!("{list}[{index}] (plugin `{plugin}`): {problem}"),
+            }),
+            GateError::InvalidInput { field, .. } => {
+                Self::invalid(message).with_field(FieldProblem {
+                    field: field.to_owned(),
+                    problem: String::new(),
+                })
+            }
+            GateError::ArtifactNotFound { .. } => Self::invalid(message).with_field(FieldProblem {
+                field: "artifact".to_owned(),
+                problem: String::new(),
+            }),
+            GateError::RoleTooLow { .. } => Self::new(ErrorCode::PermissionDenied, message),
+            GateError::SelfApproval { .. } => Self::new(ErrorCode::SelfApproval, message),
+            GateError::DuplicateApproval { .. } => Self::new(ErrorCode::DuplicateApproval, message),
+            GateError::NoPendingPromotion { .. } => {
+                Self::new(ErrorCode::NoPendingPromotion, message)
+            }
+            GateError::Host(_) => Self::internal(message),
         }
     }
 }

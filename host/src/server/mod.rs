@@ -12,6 +12,7 @@ pub mod filter;
 pub mod health;
 pub mod idempotency;
 pub mod jobs;
+pub mod mlflow;
 pub mod names;
 pub mod openapi;
 pub mod openlineage;
@@ -40,6 +41,8 @@ use utoipa_axum::routes;
 /// spans and the body limit.
 pub fn app(state: AppState) -> Router {
     let (router, _) = documented_routes().split_for_parts();
+    // The MLflow routes join after the split, so they stay out of the OpenAPI document.
+    let router = router.merge(mlflow::router());
     let max_body = state.settings().max_body_bytes;
     router
         .fallback(not_found)

@@ -25,6 +25,8 @@ use utoipa::{Modify, OpenApi};
         (name = "lineage", description = "The lineage graph and OpenLineage events"),
         (name = "plugins", description = "WebAssembly plugins"),
         (name = "tokens", description = "Bearer tokens and their roles"),
+        (name = "models", description = "The model registry: versions, validators, \
+            policies, promotions, approvals and the audit log"),
     )
 )]
 pub struct ApiDoc;

@@ -6,6 +6,7 @@ use super::telemetry::Telemetry;
 use super::writer::MetricWriter;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::gates::Gates;
 use crate::runtime::PluginRegistry;
 use crate::store::Store;
 use crate::store::artifacts::ArtifactStore;
@@ -38,6 +39,7 @@ struct Inner {
     config: Config,
     settings: ServerSettings,
     engine: Engine,
+    gates: Gates,
     registry: RwLock<Arc<PluginRegistry>>,
     auth: Auth,
     telemetry: Telemetry,
@@ -58,6 +60,7 @@ impl AppState {
     ) -> Self {
         let telemetry = Telemetry::new(engine.runtime().clone());
         let writer = MetricWriter::start(engine.store().clone());
+        let gates = Gates::new(engine.store().clone(), engine.runtime().clone());
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -68,6 +71,7 @@ impl AppState {
                 writer,
                 jobs: Jobs::default(),
                 stopping: AtomicBool::new(false),
+                gates,
                 engine,
             }),
         }
@@ -86,6 +90,11 @@ impl AppState {
     /// The engine that runs submitted pipelines.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Returns the model registry, validations and promotions.
+    pub fn gates(&self) -> &Gates {
+        &self.inner.gates
     }
 
     /// The database.

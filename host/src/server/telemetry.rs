@@ -125,7 +125,11 @@ impl prometheus_client::collector::Collector for PluginCalls {
                 "Plugin calls that failed or trapped",
                 &failed,
             ),
-            ("running_steps", "Step executor calls running now", &running),
+            (
+                "running_plugin_calls",
+                "Plugin calls of every kind running now",
+                &running,
+            ),
         ];
         for (name, help, metric) in families {
             let metric_encoder =

@@ -1,5 +1,6 @@
 //! The error type of the store.
 
+use super::entity::promotion::PromotionStatus;
 use super::entity::run::{RunSource, RunStatus};
 use super::entity::run_artifact::Direction;
 use super::entity::step_run::StepStatus;
@@ -195,4 +196,71 @@ pub enum StoreError {
          OpenLineage; send the events of this run with a new runId"
     )]
     OpenLineageRunIdTaken(String),
+    /// No registered model has this name.
+    #[error("model `{name}` not found; model names are case-sensitive")]
+    ModelNotFound {
+        /// The name.
+        name: String,
+    },
+    /// Another registered model already has this name.
+    #[error("a model named `{name}` already exists; choose another name")]
+    ModelNameTaken {
+        /// The name.
+        name: String,
+    },
+    /// The model has no version with this number.
+    #[error("model `{model}` has no version {version}")]
+    ModelVersionNotFound {
+        /// The model name.
+        model: String,
+        /// The version number.
+        version: i64,
+    },
+    /// No promotion request has this id.
+    #[error("promotion {id} not found")]
+    PromotionNotFound {
+        /// The promotion id.
+        id: i64,
+    },
+    /// A promotion that has been decided was to be approved or decided again.
+    #[error(
+        "promotion {id} is {status}, not pending; request the promotion again to start a new \
+         decision"
+    )]
+    PromotionNotPending {
+        /// The promotion id.
+        id: i64,
+        /// Its current status.
+        status: PromotionStatus,
+    },
+    /// The approver has already approved this promotion.
+    #[error("`{approver}` has already approved this promotion; each approver counts once")]
+    ApprovalTaken {
+        /// The approver.
+        approver: String,
+    },
+    /// The model has no alias with this name.
+    #[error("model `{model}` has no alias `{alias}`")]
+    AliasNotFound {
+        /// The model name.
+        model: String,
+        /// The alias.
+        alias: String,
+    },
+    /// A model name, alias or tag key breaks the naming rule.
+    #[error("invalid {what} `{value}`: {rule}")]
+    InvalidName {
+        /// Kind of name: `model name`, `alias` or `tag key`.
+        what: &'static str,
+        /// The rejected name.
+        value: String,
+        /// The rule the name must follow.
+        rule: &'static str,
+    },
+    /// A page token of a registry listing does not decode.
+    #[error(
+        "`{0}` is not a page token of this listing; pass the next_page_token of the previous \
+         page unchanged, or leave the token out for the first page"
+    )]
+    InvalidPageToken(String),
 }

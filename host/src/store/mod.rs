@@ -9,9 +9,11 @@
 pub mod artifacts;
 pub mod entity;
 pub mod migration;
+pub mod mlflow;
 
 mod artifact_records;
 mod artifact_uses;
+mod audit;
 mod batch;
 mod completion;
 mod detail;
@@ -19,6 +21,7 @@ mod downsample;
 mod environments;
 mod error;
 mod external;
+mod governance;
 mod idempotency;
 mod ingest;
 mod lineage;
@@ -29,6 +32,7 @@ mod openlineage;
 mod params;
 mod plugins;
 mod projects;
+mod registry;
 mod runs;
 mod search;
 mod steps;
@@ -40,17 +44,25 @@ mod tests;
 pub use artifact_records::{LinkedArtifact, NewArtifact, NewStepLink};
 pub use artifact_uses::ArtifactUse;
 pub use artifacts::{ArtifactError, ArtifactStore};
+pub use audit::{AuditAction, AuditQuery, SYSTEM_ACTOR};
 pub use completion::StepCompletion;
 pub use detail::{RunDetail, StepRunDetail};
 pub use downsample::{MIN_SERIES_POINTS, MetricSeries};
 pub use entity::external_step::ExternalState;
 pub use entity::lineage_edge::NodeKind;
+pub use entity::model_version::VersionStatus;
+pub use entity::promotion::PromotionStatus;
 pub use entity::run::{RunSource, RunStatus};
 pub use entity::run_artifact::Direction;
 pub use entity::step_run::StepStatus;
+pub use entity::validation::ValidationTrigger;
 pub use environments::{EnvironmentSnapshot, GitState};
 pub use error::StoreError;
 pub use external::{ExternalInput, ExternalStepRecord, NewExternalStep};
+pub use governance::{
+    Attachment, CheckRow, NewPromotion, NewValidation, PolicyDecisionRow, PromotionOutcome,
+    ValidationRecord,
+};
 pub use idempotency::{IdempotentRequest, KeyClaim, KeyLifetime, StoredResponse};
 pub use ingest::{
     ClientArtifact, ClientStepChange, ExternalRunRecord, MetricWrite, NewClientStep,
@@ -63,6 +75,10 @@ pub use metrics::{MetricPoint, NewMetric};
 pub use openlineage::{NamedDataset, OpenLineageEvent, RecordedEvent};
 pub use plugins::NewPlugin;
 pub use projects::DEFAULT_PROJECT;
+pub use registry::{
+    ModelChange, ModelPage, ModelQuery, NewModel, NewModelVersion, VersionPage, VersionQuery,
+    check_alias, check_model_name, check_tag_key,
+};
 pub use runs::{NewRun, RunFilter, RunOwner};
 pub use search::{
     CompareOp, Comparison, Cursor, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageTokenError, RunPage,

@@ -3,7 +3,9 @@
 
 pub mod artifacts;
 pub(crate) mod clocks;
+mod governance_types;
 mod logging;
 mod metrics;
+mod run_data;
 mod types;
 pub(crate) mod wasi_audit;

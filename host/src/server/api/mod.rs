@@ -5,9 +5,11 @@ pub mod external;
 pub mod ingest;
 pub mod lineage;
 pub mod metrics;
+pub mod models;
 pub mod plugins;
 pub mod runs;
 pub mod tokens;
+pub mod validations;
 pub mod value;
 
 use super::state::AppState;
@@ -24,4 +26,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(lineage::router())
         .merge(plugins::router())
         .merge(tokens::router())
+        .merge(models::router())
+        .merge(validations::router())
 }

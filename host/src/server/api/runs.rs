@@ -10,17 +10,19 @@ pub use views::{
 
 use crate::engine::plan::{PlanContext, nearest, plan};
 use crate::engine::{Engine, PipelineDefinition, Plan, RunOptions};
+use crate::gates::Actor;
 use crate::server::auth::Caller;
 use crate::server::error::{
     ApiError, ApiResult, ErrorBody, ErrorCode, FieldProblem, definition_error,
 };
 use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::server::filter::{parse_filter, parse_order_by};
+use crate::server::jobs::RunValidation;
 use crate::server::state::AppState;
 use crate::store::artifacts::validate_digest;
 use crate::store::{
-    Comparison, Cursor, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RunSearch, RunSource, RunStatus,
-    TextAttribute, TextMatch,
+    Comparison, Cursor, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Node, RunSearch, RunSource, RunStatus,
+    TextAttribute, TextMatch, TraverseDirection,
 };
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -115,13 +117,26 @@ async fn submit_run(
 
     let plan = plan_run(&state, &request)?;
     check_plugins(state.engine(), &plan).await?;
+    record_uploaded_inputs(&state, &request.inputs).await?;
     let options = run_options(&state, &caller, &request);
     let run_id = state.engine().create_run(&plan, &options).await?;
     // The tokens stay in memory only until the run ends, so they are read before it starts.
     let external_steps = state.engine().external_step_tokens(&run_id);
-    state
-        .jobs()
-        .start(state.engine().clone(), run_id.clone(), plan, options);
+    let validation = RunValidation {
+        gates: state.gates().clone(),
+        registry: state.registry(),
+        actor: Actor {
+            name: caller.name.clone(),
+            role: caller.role,
+        },
+    };
+    state.jobs().start(
+        state.engine().clone(),
+        run_id.clone(),
+        plan,
+        options,
+        validation,
+    );
     tracing::info!(run_id = %run_id, user = %caller.name, "run submitted");
 
     let location = format!("/api/v1/runs/{run_id}");
@@ -266,6 +281,32 @@ fn problems_error(summary: &str, problems: Vec<FieldProblem>) -> ApiResult<()> {
     let mut error = ApiError::invalid(format!("{summary}: {}", listed.join("; ")));
     error.details = problems;
     Err(error)
+}
+
+/// Records each input that no step produced, such as a file uploaded with
+/// `POST /api/v1/artifacts`, as a dataset named after the input. A run from the command line
+/// records its file inputs the same way, so the lineage of its artifacts starts at datasets,
+/// which policies such as `dataset-allowlist` check.
+async fn record_uploaded_inputs(
+    state: &AppState,
+    inputs: &BTreeMap<String, String>,
+) -> ApiResult<()> {
+    let store = state.store();
+    for (name, digest) in inputs {
+        if store.get_dataset(digest).await?.is_some() {
+            continue;
+        }
+        let upstream = store
+            .traverse(Node::artifact(digest), TraverseDirection::Upstream, Some(1))
+            .await?;
+        if upstream.nodes.len() > 1 {
+            continue;
+        }
+        let uri = format!("/api/v1/artifacts/{digest}");
+        store.record_dataset(digest, name, &uri).await?;
+        tracing::info!(input = %name, digest = %digest, "uploaded input recorded as a dataset");
+    }
+    Ok(())
 }
 
 fn plan_run(state: &AppState, request: &SubmitRun) -> ApiResult<Plan> {
@@ -442,7 +483,7 @@ struct RunPath {
 }
 
 /// Rejects a run id that is not a UUID, before it reaches the database.
-fn check_run_id(run_id: &str) -> ApiResult<()> {
+pub(crate) fn check_run_id(run_id: &str) -> ApiResult<()> {
     if uuid::Uuid::parse_str(run_id).is_ok() {
         return Ok(());
     }
@@ -475,7 +516,9 @@ async fn get_run(
 ) -> ApiResult<Json<RunDetail>> {
     check_run_id(&path.run_id)?;
     let detail = state.store().get_run_detail(&path.run_id).await?;
-    Ok(Json(RunDetail::from(detail)))
+    let mut detail = RunDetail::from(detail);
+    detail.validations = state.gates().run_validations(&path.run_id).await?;
+    Ok(Json(detail))
 }
 
 /// `POST /api/v1/runs/{run_id}/cancel`: stops a queued or running run.

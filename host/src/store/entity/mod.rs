@@ -4,8 +4,11 @@
 //! and sort the same way on SQLite and PostgreSQL. Run and step-run ids are UUIDv7 strings,
 //! which sort by creation time.
 
+pub mod alias_policy;
 pub mod api_token;
+pub mod approval;
 pub mod artifact;
+pub mod audit_entry;
 pub mod dataset;
 pub mod environment;
 pub mod external_step;
@@ -13,17 +16,26 @@ pub mod idempotency_key;
 pub mod latest_metric;
 pub mod lineage_edge;
 pub mod metric;
+pub mod model_alias;
+pub mod model_tag;
+pub mod model_validator;
+pub mod model_version;
+pub mod model_version_tag;
 pub mod openlineage_dataset;
 pub mod openlineage_run;
 pub mod pipeline;
 pub mod plugin;
 pub mod project;
+pub mod promotion;
+pub mod registered_model;
 pub mod run;
 pub mod run_artifact;
 pub mod run_param;
 pub mod run_tag;
 pub mod step_log;
 pub mod step_run;
+pub mod validation;
+pub mod validation_check;
 
 /// Error of parsing one of the text enums (statuses, kinds, directions) from a string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

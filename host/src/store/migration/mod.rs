@@ -15,6 +15,8 @@ mod m20261204_000007_create_idempotency_keys;
 mod m20261204_000008_create_openlineage;
 mod m20261204_000009_create_external_steps;
 mod m20261204_000010_narrow_step_metric_index;
+mod m20261204_000011_create_governance;
+mod m20261204_000012_mlflow;
 
 /// The list of runledger's migrations.
 #[derive(Debug)]
@@ -34,6 +36,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000008_create_openlineage::Migration),
             Box::new(m20261204_000009_create_external_steps::Migration),
             Box::new(m20261204_000010_narrow_step_metric_index::Migration),
+            Box::new(m20261204_000011_create_governance::Migration),
+            Box::new(m20261204_000012_mlflow::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@
 
 mod completion;
 mod detail;
+mod governance;
 mod ingest;
 mod lineage;
 mod metrics;

@@ -1,5 +1,6 @@
 //! Response bodies of the runs API and their conversion from the store's records.
 
+use crate::gates::ValidationRecord;
 use crate::server::api::value::MetricValue;
 use crate::store::entity::run_artifact::Direction;
 use crate::store::{LinkedArtifact, MetricPoint, RunDetail as StoredDetail, RunSource, RunStatus};
@@ -138,6 +139,10 @@ pub struct RunDetail {
     /// state, and what an external client reported.
     #[schema(value_type = Option<Object>)]
     pub environment: Option<serde_json::Value>,
+    /// Checks of metric validators on the run, oldest first: after its pipeline succeeded,
+    /// when it became a model version, or on request. A pipeline's validators run shortly
+    /// after the run's status turns `succeeded`.
+    pub validations: Vec<ValidationRecord>,
 }
 
 /// Identity, status and times of a run.
@@ -292,6 +297,7 @@ impl From<StoredDetail> for RunDetail {
             environment: detail
                 .environment
                 .and_then(|snapshot| serde_json::to_value(snapshot).ok()),
+            validations: Vec::new(),
         }
     }
 }
