@@ -1,5 +1,6 @@
 //! The Python virtual environment of the tests: `target/venv` with schemathesis (fuzzes the
-//! served OpenAPI document), openapi-spec-validator and the OpenLineage Python client.
+//! served OpenAPI document), openapi-spec-validator, the OpenLineage Python client, and the
+//! MLflow client with pytest and numpy for the MLflow suite in `tests/python/mlflow`.
 
 use crate::run;
 use anyhow::{Context, Result};
@@ -11,6 +12,10 @@ const PINNED: &[(&str, &str)] = &[
     ("schemathesis", "4.32.5"),
     ("openapi-spec-validator", "0.9.0"),
     ("openlineage-python", "1.54.0"),
+    ("mlflow-skinny", "3.17.2"),
+    ("pytest", "9.2.0"),
+    // The MLflow client's dataset classes import numpy, which mlflow-skinny does not install.
+    ("numpy", "2.3.5"),
 ];
 
 /// Path of the venv, relative to the repository root.

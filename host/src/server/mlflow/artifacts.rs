@@ -1,0 +1,271 @@
+//! The artifact proxy (`/api/2.0/mlflow-artifacts/artifacts`) and the runs' artifact listing
+//! (`/api/2.0/mlflow/artifacts/list`).
+//!
+//! A run's artifact URI is `mlflow-artifacts:/<experiment_id>/<run_id>/artifacts`, which the
+//! client turns into proxy paths `<experiment_id>/<run_id>/artifacts/<path>`. An uploaded file
+//! is stored in the content-addressed artifact store and linked to the run as a run-level
+//! output named by its relative path, so it shows with the run's other artifacts. Uploads
+//! stream to disk, so their size is not bound by the limit for bodies read whole.
+
+use super::error::{MlflowError, MlflowResult};
+use super::experiments::required;
+use super::request::MlflowRequest;
+use super::runs::{LoadedRun, load};
+use crate::server::names::validate_artifact_name;
+use crate::server::state::AppState;
+use crate::store::LinkedArtifact;
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use tokio_util::io::ReaderStream;
+
+/// Media type recorded when an upload has no `Content-Type`.
+const DEFAULT_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// Longest accepted media type, in bytes.
+const MAX_MEDIA_TYPE_BYTES: usize = 255;
+
+/// Returns the artifact proxy's routes.
+pub(super) fn router() -> Router<AppState> {
+    let files = put(upload)
+        .get(download)
+        .fallback(super::endpoint_not_found);
+    Router::new()
+        .route(
+            "/api/2.0/mlflow-artifacts/artifacts/{*path}",
+            super::unlimited_route(files),
+        )
+        .route(
+            "/api/2.0/mlflow-artifacts/artifacts",
+            get(list_proxy).fallback(super::endpoint_not_found),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ProxyList {
+    path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RunList {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    path: Option<String>,
+}
+
+/// A proxy path split into its run and the path inside the run's artifacts.
+struct ProxyPath {
+    run_id: String,
+    relative: String,
+}
+
+/// Splits `<experiment_id>/<run_id>/artifacts[/<path>]`.
+fn parse_proxy_path(path: &str) -> MlflowResult<ProxyPath> {
+    let trimmed = path.trim_matches('/');
+    let mut parts = trimmed.splitn(4, '/');
+    let (experiment, run_id, root) = (parts.next(), parts.next(), parts.next());
+    let relative = parts.next().unwrap_or("").trim_end_matches('/').to_owned();
+    match (experiment, run_id, root) {
+        (Some(experiment), Some(run_id), Some("artifacts"))
+            if !experiment.is_empty() && !run_id.is_empty() =>
+        {
+            Ok(ProxyPath {
+                run_id: run_id.to_owned(),
+                relative,
+            })
+        }
+        _ => Err(MlflowError::invalid(format!(
+            "artifact path '{path}' is not of the form <experiment_id>/<run_id>/artifacts/<path>; \
+             this server stores run artifacts only"
+        ))),
+    }
+}
+
+/// `PUT /api/2.0/mlflow-artifacts/artifacts/<path>`: stores the body as the artifact at
+/// `<path>`, replacing an earlier upload to the same path.
+async fn upload(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> MlflowResult<Json<Value>> {
+    let target = parse_proxy_path(&path)?;
+    if target.relative.is_empty() {
+        return Err(MlflowError::invalid(
+            "the artifact path names the run's artifact root; add a file name",
+        ));
+    }
+    validate_artifact_name("path", &target.relative).map_err(MlflowError::from)?;
+    let media_type = media_type_of(&headers)?;
+    load(&state, &target.run_id).await?;
+
+    let (digest, size) = store_body(&state, body).await?;
+    let store = state.store();
+    store.record_artifact(&digest, size, &media_type).await?;
+    store
+        .mlflow_put_artifact(&target.run_id, &target.relative, &digest)
+        .await?;
+    tracing::info!(run_id = %target.run_id, path = %target.relative, %digest, size, "mlflow artifact stored");
+    Ok(Json(json!({})))
+}
+
+/// Streams a request body into the artifact store and returns its digest and size.
+async fn store_body(state: &AppState, body: Body) -> MlflowResult<(String, u64)> {
+    let mut writer = state.artifacts().create_writer()?;
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk: Bytes = chunk.map_err(|error| {
+            MlflowError::invalid(format!(
+                "the upload was interrupted: {error}; send it again"
+            ))
+        })?;
+        writer = tokio::task::spawn_blocking(move || writer.write_all(&chunk).map(|()| writer))
+            .await
+            .map_err(crate::server::error::ApiError::internal)?
+            .map_err(crate::server::error::ApiError::internal)?;
+    }
+    let committed = tokio::task::spawn_blocking(move || writer.commit())
+        .await
+        .map_err(crate::server::error::ApiError::internal)?;
+    Ok(committed?)
+}
+
+/// `GET /api/2.0/mlflow-artifacts/artifacts/<path>`: the content of one artifact.
+async fn download(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+) -> MlflowResult<Response> {
+    let target = parse_proxy_path(&path)?;
+    load(&state, &target.run_id).await?;
+    let artifacts = state.store().mlflow_artifacts(&target.run_id).await?;
+    let found = artifacts
+        .into_iter()
+        .find(|item| item.link.name == target.relative)
+        .ok_or_else(|| {
+            MlflowError::not_found(format!(
+                "no artifact at '{}' in run '{}'",
+                target.relative, target.run_id
+            ))
+        })?;
+    let file_path = state.artifacts().path_of(&found.link.digest)?;
+    let file = tokio::fs::File::open(&file_path).await.map_err(|error| {
+        crate::server::error::ApiError::internal(format!(
+            "cannot open artifact {}: {error}",
+            file_path.display()
+        ))
+    })?;
+    let mut response = Body::from_stream(ReaderStream::new(file)).into_response();
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, found.size.into());
+    if let Ok(value) = found.media_type.parse() {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    Ok(response)
+}
+
+/// `GET /api/2.0/mlflow-artifacts/artifacts?path=...`: the entries directly under a
+/// directory, named relative to it. A file or a missing path lists nothing.
+async fn list_proxy(
+    State(state): State<AppState>,
+    MlflowRequest(request): MlflowRequest<ProxyList>,
+) -> MlflowResult<Json<Value>> {
+    let path = request.path.unwrap_or_default();
+    let target = parse_proxy_path(&path)?;
+    load(&state, &target.run_id).await?;
+    let artifacts = state.store().mlflow_artifacts(&target.run_id).await?;
+    let files: Vec<Value> = children(&artifacts, &target.relative)
+        .into_iter()
+        .map(|(name, entry)| entry_json(&name, entry))
+        .collect();
+    Ok(Json(json!({ "files": files })))
+}
+
+/// `GET /api/2.0/mlflow/artifacts/list`: the entries directly under `path` of a run's
+/// artifacts, named relative to the artifact root.
+pub(super) async fn list_run_artifacts(
+    State(state): State<AppState>,
+    MlflowRequest(request): MlflowRequest<RunList>,
+) -> MlflowResult<Json<Value>> {
+    let run_id = required(request.run_id.or(request.run_uuid), "run_id")?;
+    let loaded: LoadedRun = load(&state, &run_id).await?;
+    let prefix = request
+        .path
+        .unwrap_or_default()
+        .trim_matches('/')
+        .to_owned();
+    let artifacts = state.store().mlflow_artifacts(&run_id).await?;
+    let files: Vec<Value> = children(&artifacts, &prefix)
+        .into_iter()
+        .map(|(name, entry)| {
+            let full = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            entry_json(&full, entry)
+        })
+        .collect();
+    Ok(Json(json!({
+        "root_uri": loaded.head().artifact_uri(),
+        "files": files,
+    })))
+}
+
+/// Returns the entries directly under directory `prefix`: files with their size, and
+/// directories as `None`.
+fn children(artifacts: &[LinkedArtifact], prefix: &str) -> BTreeMap<String, Option<i64>> {
+    let mut entries = BTreeMap::new();
+    for artifact in artifacts {
+        let name = artifact.link.name.as_str();
+        let rest = if prefix.is_empty() {
+            Some(name)
+        } else {
+            name.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+        };
+        let Some(rest) = rest else {
+            continue;
+        };
+        match rest.split_once('/') {
+            Some((directory, _)) => {
+                entries.insert(directory.to_owned(), None);
+            }
+            None => {
+                entries.insert(rest.to_owned(), Some(artifact.size));
+            }
+        }
+    }
+    entries
+}
+
+fn entry_json(path: &str, size: Option<i64>) -> Value {
+    match size {
+        Some(size) => json!({ "path": path, "is_dir": false, "file_size": size }),
+        None => json!({ "path": path, "is_dir": true }),
+    }
+}
+
+fn media_type_of(headers: &HeaderMap) -> MlflowResult<String> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(DEFAULT_MEDIA_TYPE.to_owned());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| MlflowError::invalid("the Content-Type header is not ASCII text"))?;
+    if text.len() > MAX_MEDIA_TYPE_BYTES {
+        return Err(MlflowError::invalid(format!(
+            "the Content-Type header is longer than {MAX_MEDIA_TYPE_BYTES} bytes"
+        )));
+    }
+    Ok(text.to_owned())
+}

@@ -1,0 +1,169 @@
+//! Decoding of MLflow requests: GET routes carry the message's fields as query parameters,
+//! the others a JSON body. Numbers may arrive as JSON numbers or as strings, because protobuf's
+//! JSON mapping writes int64 as strings, and MLflow's client writes NaN and the infinities as
+//! the strings `"NaN"`, `"Infinity"` and `"-Infinity"`.
+
+use super::error::MlflowError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::Method;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
+use serde_json::{Map, Value};
+
+/// A request message decoded into `T` from the query string or the JSON body.
+#[derive(Debug, Clone)]
+pub(super) struct MlflowRequest<T>(pub T);
+
+impl<S, T> FromRequest<S> for MlflowRequest<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = MlflowError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let value = if request.method() == Method::GET {
+            query_object(request.uri().query().unwrap_or(""))
+        } else {
+            let bytes = Bytes::from_request(request, state)
+                .await
+                .map_err(|error| MlflowError::invalid(format!("cannot read the body: {error}")))?;
+            body_object(&bytes)?
+        };
+        decode(value).map(MlflowRequest)
+    }
+}
+
+/// Collects query parameters into a JSON object; a key given twice becomes an array.
+fn query_object(query: &str) -> Value {
+    let mut object = Map::new();
+    for (key, value) in query_pairs(query) {
+        match object.get_mut(&key) {
+            None => {
+                object.insert(key, Value::String(value));
+            }
+            Some(Value::Array(items)) => items.push(Value::String(value)),
+            Some(first) => {
+                let earlier = first.take();
+                *first = Value::Array(vec![earlier, Value::String(value)]);
+            }
+        }
+    }
+    Value::Object(object)
+}
+
+/// Splits a query string into decoded key-value pairs; a malformed query yields none.
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    let Ok(uri) = format!("/?{query}").parse::<axum::http::Uri>() else {
+        return Vec::new();
+    };
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .map(|decoded| decoded.0)
+        .unwrap_or_default()
+}
+
+fn body_object(bytes: &[u8]) -> Result<Value, MlflowError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_slice(bytes).map_err(|error| {
+        MlflowError::invalid(format!(
+            "the request body is not valid JSON: {error}; send the request message as a JSON \
+             object"
+        ))
+    })
+}
+
+fn decode<T: DeserializeOwned>(value: Value) -> Result<T, MlflowError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        MlflowError::invalid(format!(
+            "invalid value for parameter `{path}`: {}",
+            error.inner()
+        ))
+    })
+}
+
+/// Deserializes an optional int64 given as a number or a string.
+pub(super) fn lenient_i64<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => number
+            .as_i64()
+            .or_else(|| {
+                number
+                    .as_f64()
+                    .filter(|v| v.fract() == 0.0)
+                    .map(|v| v as i64)
+            })
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{number} is not a 64-bit integer"))),
+        Some(Value::String(text)) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("`{text}` is not a 64-bit integer"))),
+        Some(other) => Err(D::Error::custom(format!("{other} is not a 64-bit integer"))),
+    }
+}
+
+/// Deserializes an optional double given as a number, a numeric string, or one of `NaN`,
+/// `Infinity` and `-Infinity`.
+pub(super) fn lenient_f64<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<f64>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => Ok(number.as_f64()),
+        Some(Value::String(text)) => parse_double(&text)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("`{text}` is not a number"))),
+        Some(other) => Err(D::Error::custom(format!("{other} is not a number"))),
+    }
+}
+
+fn parse_double(text: &str) -> Option<f64> {
+    match text.trim() {
+        "NaN" | "nan" => Some(f64::NAN),
+        "Infinity" | "inf" | "+Infinity" => Some(f64::INFINITY),
+        "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+/// Deserializes a repeated string field, which a query string gives as one value when it has
+/// one element.
+pub(super) fn string_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(text)) => Ok(vec![text]),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(text) => Ok(text),
+                Value::Number(number) => Ok(number.to_string()),
+                other => Err(D::Error::custom(format!("{other} is not a string"))),
+            })
+            .collect(),
+        Some(other) => Err(D::Error::custom(format!(
+            "{other} is not a list of strings"
+        ))),
+    }
+}
+
+/// Deserializes a string field that may arrive as a number, such as an experiment id.
+pub(super) fn lenient_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(Value::Number(number)) => Ok(Some(number.to_string())),
+        Some(other) => Err(D::Error::custom(format!("{other} is not a string"))),
+    }
+}

@@ -1,0 +1,123 @@
+//! Request messages of the run routes, as MLflow's `service.proto` defines them. Unknown
+//! fields, such as the `model_id` that MLflow 3 clients add to metrics, are ignored.
+
+use super::error::MlflowResult;
+use super::experiments::{KeyValue, required};
+use super::request::{lenient_f64, lenient_i64, lenient_string};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CreateRun {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub(super) experiment_id: Option<String>,
+    pub(super) user_id: Option<String>,
+    pub(super) run_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub(super) start_time: Option<i64>,
+    #[serde(default)]
+    pub(super) tags: Vec<KeyValue>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RunRef {
+    pub(super) run_id: Option<String>,
+    pub(super) run_uuid: Option<String>,
+}
+
+impl RunRef {
+    pub(super) fn id(self) -> MlflowResult<String> {
+        required(self.run_id.or(self.run_uuid), "run_id")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct UpdateRun {
+    #[serde(flatten)]
+    pub(super) run: RunRef,
+    pub(super) status: Option<String>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub(super) end_time: Option<i64>,
+    pub(super) run_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct MetricMessage {
+    pub(super) key: Option<String>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub(super) value: Option<f64>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub(super) timestamp: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub(super) step: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LogMetric {
+    #[serde(flatten)]
+    pub(super) run: RunRef,
+    #[serde(flatten)]
+    pub(super) metric: MetricMessage,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LogKeyValue {
+    #[serde(flatten)]
+    pub(super) run: RunRef,
+    pub(super) key: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub(super) value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LogBatch {
+    #[serde(flatten)]
+    pub(super) run: RunRef,
+    #[serde(default)]
+    pub(super) metrics: Vec<MetricMessage>,
+    #[serde(default)]
+    pub(super) params: Vec<KeyValue>,
+    #[serde(default)]
+    pub(super) tags: Vec<KeyValue>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DeleteTag {
+    #[serde(flatten)]
+    pub(super) run: RunRef,
+    pub(super) key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct MetricHistory {
+    #[serde(flatten)]
+    pub(super) run: RunRef,
+    pub(super) metric_key: Option<String>,
+    pub(super) page_token: Option<String>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub(super) max_results: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DatasetMessage {
+    pub(super) name: Option<String>,
+    pub(super) digest: Option<String>,
+    pub(super) source_type: Option<String>,
+    pub(super) source: Option<String>,
+    pub(super) schema: Option<String>,
+    pub(super) profile: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DatasetInputMessage {
+    #[serde(default)]
+    pub(super) tags: Vec<KeyValue>,
+    pub(super) dataset: Option<DatasetMessage>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LogInputs {
+    #[serde(flatten)]
+    pub(super) run: RunRef,
+    #[serde(default)]
+    pub(super) datasets: Vec<DatasetInputMessage>,
+}
