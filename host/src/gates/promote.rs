@@ -307,9 +307,9 @@ impl Gates {
 
     /// Lists the checks of the run's pipeline validations and of those made for this version.
     ///
-    /// Validations someone ran by hand on the run are shown with it but left out here, so an ad
-    /// hoc check with a mistake in its configuration cannot block every version made from the
-    /// run; checks that gate a promotion come from the pipeline or the model's validators.
+    /// Checks that gate a promotion come from the pipeline or the model's validators.
+    /// Validations someone ran by hand are shown with the run but left out here. Otherwise one
+    /// ad hoc check with a mistake in its configuration would block every version of the run.
     async fn recorded_checks(
         &self,
         run_id: &str,
