@@ -39,7 +39,7 @@ pub struct DatasetRef {
     pub digest: String,
 }
 
-/// What the host knows about a run.
+/// The host's record of a run, as validators and policies receive it.
 ///
 /// ```
 /// use runledger_sdk::{Metric, RunSummary};
@@ -138,9 +138,9 @@ pub struct Check {
     pub name: String,
     /// True when the run passed the check.
     pub passed: bool,
-    /// What a failure means.
+    /// The consequence of a failure: blocking or warning.
     pub severity: Severity,
-    /// What was measured and what was expected.
+    /// The measured value and the expected one, for a person to read.
     pub message: String,
 }
 
@@ -194,7 +194,7 @@ pub struct RecordedCheck {
 /// An approval given to a promotion.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Approval {
-    /// Who approved: a user or API token name.
+    /// The approver: a user or API token name.
     pub approver: String,
     /// The approver's role when approving: `viewer`, `editor`, `approver` or `admin`.
     pub role: String,
@@ -204,7 +204,7 @@ pub struct Approval {
     pub comment: String,
 }
 
-/// Where a model version's artifact came from.
+/// The ancestry of a model version's artifact.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LineageSummary {
     /// SHA-256 of the artifact the version was created from.
@@ -222,19 +222,19 @@ pub struct PromotionRequest {
     pub version: u64,
     /// The alias to move, such as `production`.
     pub alias: String,
-    /// Who asked for the promotion.
+    /// The user or API token name that requested the promotion.
     pub requester: String,
     /// The run that produced the version.
     pub run: RunSummary,
     /// Every check recorded for that run and version.
     pub validations: Vec<RecordedCheck>,
-    /// Where the version's artifact came from.
+    /// The ancestry of the version's artifact.
     pub lineage: LineageSummary,
     /// Approvals given so far, oldest first.
     pub approvals: Vec<Approval>,
 }
 
-/// A policy's answer to a promotion request.
+/// A policy's decision on a promotion request.
 ///
 /// The host denies a promotion for a `Deny` with an empty reason and for a `Pending` with a
 /// count of 0 or an unknown role, so a policy states what it waits for.
@@ -261,7 +261,7 @@ pub enum Decision {
         count: u32,
         /// The lowest role an approver must hold, such as `approver`.
         role: String,
-        /// Who counts and why.
+        /// The approvers that count and the reason, for a person to read.
         reason: String,
     },
 }

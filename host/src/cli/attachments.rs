@@ -2,7 +2,7 @@
 //! policies with their configurations.
 
 use crate::gates::ValidatorSpec;
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use serde_json::Value;
 use std::path::Path;
@@ -123,6 +123,13 @@ pub(crate) fn read_spec_file(path: &Path) -> Result<Vec<ValidatorSpec>> {
             path.display()
         )
     })?;
+    if specs.is_empty() {
+        bail!(
+            "{} lists no plugins: list at least one `- plugin: NAME@VERSION` entry, or remove \
+             every attachment with --clear",
+            path.display()
+        );
+    }
     Ok(specs)
 }
 
@@ -136,6 +143,18 @@ mod tests {
         let matches =
             command.try_get_matches_from(std::iter::once("test").chain(args.iter().copied()))?;
         PluginArgs::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn rejects_empty_spec_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.yaml");
+        std::fs::write(&path, "[]\n").unwrap();
+
+        let error = read_spec_file(&path).unwrap_err().to_string();
+
+        assert!(error.contains("lists no plugins"), "{error}");
+        assert!(error.contains("--clear"), "{error}");
     }
 
     #[test]

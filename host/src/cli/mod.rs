@@ -75,8 +75,8 @@ enum Command {
     /// Run a pipeline and record it, then run its metric validators.
     ///
     /// Exit status: 0 when the run succeeded and no blocking check failed, 1 when a step failed,
-    /// 2 when the definition was rejected before anything ran, 3 when the run succeeded but a
-    /// blocking check of its `validate:` list failed, and 130 when it was cancelled.
+    /// and 2 when the definition was rejected before anything ran. 3 means the run succeeded but
+    /// a blocking check of its `validate:` list failed, and 130 that it was cancelled.
     Run(run::RunArgs),
     /// List, show and compare recorded runs.
     #[command(subcommand)]

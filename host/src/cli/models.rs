@@ -233,7 +233,7 @@ pub(crate) struct AttachmentArgs {
 }
 
 impl AttachmentArgs {
-    /// Returns the new list, and fails when nothing says what it is.
+    /// Returns the new attachment list, and fails when no option gives one.
     fn specs(self) -> Result<Vec<ValidatorSpec>> {
         if let Some(path) = &self.file {
             return read_spec_file(path);

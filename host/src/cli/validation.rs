@@ -38,7 +38,7 @@ impl Tally {
     }
 }
 
-/// The outcome of one check as printed: a failed warning check is told apart from a failed
+/// The outcome of one check as printed, which shows a failed warning check apart from a failed
 /// blocking one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -95,7 +95,7 @@ pub(crate) fn print_validations(records: &[ValidationRecord]) {
     }
 }
 
-/// Prints one line that counts the checks and says whether a blocking check failed.
+/// Prints one line with the count of checks and whether a blocking check failed.
 pub(crate) fn print_tally(tally: Tally) {
     let verdict = if tally.blocking > 0 {
         "blocked"

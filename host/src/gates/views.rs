@@ -101,7 +101,7 @@ pub struct ValidationRecord {
     /// The configuration the validator got.
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
-    /// Why the validator could not judge the run, if it could not.
+    /// The reason the validator could not judge the run, if it could not.
     pub error: Option<String>,
     /// Creation time, in milliseconds since the Unix epoch.
     pub created_at: i64,
@@ -118,7 +118,7 @@ pub struct CheckView {
     pub passed: bool,
     /// `blocking` or `warning`.
     pub severity: String,
-    /// What was measured and what was expected.
+    /// The measured value and the expected one.
     pub message: String,
 }
 
@@ -136,7 +136,7 @@ pub enum PromotionStatus {
     Superseded,
 }
 
-/// What one policy decided.
+/// The decision of one policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {
@@ -155,7 +155,7 @@ pub struct PolicyDecisionView {
     pub plugin: String,
     /// SHA-256 of the policy's component; empty when the plugin was not found.
     pub digest: String,
-    /// What it decided.
+    /// The decision.
     pub decision: DecisionKind,
     /// Why, in the policy's words or the host's when the policy failed.
     pub reason: String,
@@ -170,7 +170,7 @@ pub struct NeededApprovals {
     pub count: u32,
     /// The lowest role an approver must hold.
     pub role: String,
-    /// Who counts and why.
+    /// The approvers that count and the reason.
     pub reason: String,
 }
 
@@ -198,7 +198,7 @@ pub struct PromotionView {
     pub version: u64,
     /// The alias to move.
     pub alias: String,
-    /// Who asked for the promotion.
+    /// The user or API token name that requested the promotion.
     pub requester: String,
     /// Lifecycle state.
     pub status: PromotionStatus,
@@ -209,7 +209,7 @@ pub struct PromotionView {
     pub needed: Vec<NeededApprovals>,
     /// Approvals given so far, oldest first.
     pub approvals: Vec<ApprovalView>,
-    /// Why the promotion was denied or superseded.
+    /// The reason the promotion was denied or superseded.
     pub reason: Option<String>,
     /// Creation time, in milliseconds since the Unix epoch.
     pub created_at: i64,
@@ -226,7 +226,7 @@ pub struct AuditEntry {
     pub at: i64,
     /// User or API token name that acted.
     pub actor: String,
-    /// What happened, such as `alias.moved`.
+    /// The action, such as `alias.moved`.
     pub action: String,
     /// Name of the registered model, if the entry concerns one.
     pub model: Option<String>,

@@ -2,9 +2,9 @@
 //!
 //! Every import is trappable, so a host function can fail the call with a trap (a log flood, an
 //! internal error) as well as return the WIT-level error the guest handles. The step-executor
-//! bindings sit at the top of this module; the metric-validator and policy bindings reuse its
-//! `types` and `logging` modules (and the policy bindings reuse the validator's
-//! `governance-types`), so one `Linker` contains every import exactly once.
+//! bindings are at the top of this module. The metric-validator and policy bindings reuse its
+//! `types` and `logging` modules, and the policy bindings reuse the validator's
+//! `governance-types`, so one `Linker` contains every import exactly once.
 
 wasmtime::component::bindgen!({
     path: "../wit",

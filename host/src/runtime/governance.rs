@@ -3,9 +3,9 @@
 //!
 //! The runtime has no access to the database, so the caller builds the [`RunSummary`] or
 //! [`PromotionRequest`] and supplies [`RunData`] for a validator's reads of recorded runs.
-//! Strings coming back from a plugin are capped before the caller sees them, so a plugin cannot
-//! fill the database: a check name keeps at most [`MAX_CHECK_NAME_CHARS`] characters, a message
-//! or a reason at most [`MAX_MESSAGE_CHARS`], and a validator call that returns more than
+//! Strings returned by a plugin are capped before the caller sees them, so a plugin cannot fill
+//! the database. A check name keeps at most [`MAX_CHECK_NAME_CHARS`] characters, and a message
+//! or a reason at most [`MAX_MESSAGE_CHARS`]. A validator call that returns more than
 //! [`MAX_CHECKS`] checks fails with [`Limit::Checks`](super::Limit::Checks).
 
 mod call;
@@ -185,7 +185,7 @@ pub enum RunDataError {
     /// No such metric or registered model (`not-found`).
     #[error("not found: {0}")]
     NotFound(String),
-    /// The answer would be larger than the host returns in one call (`limit-exceeded`).
+    /// The result would be larger than the host returns in one call (`limit-exceeded`).
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
     /// Reading failed (`io`).
@@ -194,7 +194,7 @@ pub enum RunDataError {
 }
 
 /// Read access a validator gets to recorded runs, supplied by the caller because the runtime
-/// knows nothing of the database. Called on the thread running the plugin, so implementations
+/// has no access to the database. Called on the thread running the plugin, so implementations
 /// block (for example with `tokio::runtime::Handle::block_on` from a blocking task).
 pub trait RunData: Send {
     /// Returns every point of metric `key` of the run being validated, ordered by step and then

@@ -1,5 +1,5 @@
 //! Conversions between the governance types and their WIT bindings, with the caps that keep a
-//! plugin's answers small enough to store.
+//! plugin's results small enough to store.
 
 use super::{
     Approval, Check, DatasetRef, Decision, LineageSummary, PromotionRequest, RecordedCheck,

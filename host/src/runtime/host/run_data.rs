@@ -12,7 +12,7 @@ fn to_wit_error(error: RunDataError) -> Error {
     }
 }
 
-/// The error a component gets when the call has no run data, which only a component that
+/// Builds the error a component gets when the call has no run data, which only a component that
 /// imports `run-data` outside the metric-validator world could see.
 fn unavailable() -> Error {
     Error::Io("run data is available to metric validators only".into())

@@ -69,7 +69,7 @@ impl MlflowCode {
 pub struct MlflowError {
     /// The code.
     pub code: MlflowCode,
-    /// What failed and what to do, for a person.
+    /// The message for a person: what failed and what to do next.
     pub message: String,
 }
 

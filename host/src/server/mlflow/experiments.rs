@@ -374,27 +374,20 @@ fn sort_experiments(experiments: &mut [Experiment], orders: &[SortOrder]) -> Mlf
         }
     }
     experiments.sort_by(|a, b| {
-        for order in orders {
-            let ordering = match order.key.as_str() {
-                "name" => experiment_name(&a.project).cmp(&experiment_name(&b.project)),
-                "creation_time" => a.project.created_at.cmp(&b.project.created_at),
-                "last_update_time" => a.last_update_time.cmp(&b.last_update_time),
-                _ => experiment_rank(a).cmp(&experiment_rank(b)),
-            };
-            let ordering = if order.descending {
-                ordering.reverse()
-            } else {
-                ordering
-            };
-            if ordering.is_ne() {
-                return ordering;
-            }
-        }
+        let requested = filter::compare_in_order(orders, |key| match key {
+            "name" => experiment_name(&a.project).cmp(&experiment_name(&b.project)),
+            "creation_time" => a.project.created_at.cmp(&b.project.created_at),
+            "last_update_time" => a.last_update_time.cmp(&b.last_update_time),
+            _ => experiment_rank(a).cmp(&experiment_rank(b)),
+        });
+
         // MLflow's default order: newest first.
-        b.project
-            .created_at
-            .cmp(&a.project.created_at)
-            .then(experiment_rank(b).cmp(&experiment_rank(a)))
+        requested.then_with(|| {
+            b.project
+                .created_at
+                .cmp(&a.project.created_at)
+                .then(experiment_rank(b).cmp(&experiment_rank(a)))
+        })
     });
     Ok(())
 }

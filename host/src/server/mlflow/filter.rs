@@ -7,6 +7,7 @@
 //! numbers, or a parenthesized list of strings after `IN` and `NOT IN`.
 
 use super::error::{MlflowError, MlflowResult};
+use std::cmp::Ordering;
 
 /// The kind of value a key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,6 +415,26 @@ fn entity_of(prefix: &str) -> Option<Entity> {
         "dataset" | "datasets" => Some(Entity::Dataset),
         _ => None,
     }
+}
+
+/// Compares two items by each sort order in turn. `compare` returns the ascending order of the
+/// two items on one key; the first key on which they differ decides.
+pub(super) fn compare_in_order(
+    orders: &[SortOrder],
+    mut compare: impl FnMut(&str) -> Ordering,
+) -> Ordering {
+    for order in orders {
+        let ordering = compare(&order.key);
+        let ordering = if order.descending {
+            ordering.reverse()
+        } else {
+            ordering
+        };
+        if ordering.is_ne() {
+            return ordering;
+        }
+    }
+    Ordering::Equal
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@ use axum::extract::{Extension, State};
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 /// Page size of a version search that names none, as on an MLflow 3.x server.
@@ -557,23 +556,13 @@ fn sort_versions(versions: &mut [VersionView], orders: &[SortOrder]) -> MlflowRe
         }
     }
     versions.sort_by(|a, b| {
-        for order in orders {
-            let ordering = match order.key.as_str() {
-                "name" => a.model.cmp(&b.model),
-                "version_number" => a.version.cmp(&b.version),
-                "creation_timestamp" => a.created_at.cmp(&b.created_at),
-                _ => a.updated_at.cmp(&b.updated_at),
-            };
-            let ordering = if order.descending {
-                ordering.reverse()
-            } else {
-                ordering
-            };
-            if ordering != Ordering::Equal {
-                return ordering;
-            }
-        }
-        a.model.cmp(&b.model).then(b.version.cmp(&a.version))
+        let requested = filter::compare_in_order(orders, |key| match key {
+            "name" => a.model.cmp(&b.model),
+            "version_number" => a.version.cmp(&b.version),
+            "creation_timestamp" => a.created_at.cmp(&b.created_at),
+            _ => a.updated_at.cmp(&b.updated_at),
+        });
+        requested.then_with(|| a.model.cmp(&b.model).then(b.version.cmp(&a.version)))
     });
     Ok(())
 }

@@ -23,7 +23,6 @@ use axum::extract::{Extension, State};
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 /// Page size of a model search that names none, as on an MLflow 3.x server.
@@ -371,22 +370,12 @@ fn sort_models(models: &mut [ModelView], orders: &[SortOrder]) -> MlflowResult<(
         }
     }
     models.sort_by(|a, b| {
-        for order in orders {
-            let ordering = match order.key.as_str() {
-                "name" => a.name.cmp(&b.name),
-                "creation_timestamp" => a.created_at.cmp(&b.created_at),
-                _ => a.updated_at.cmp(&b.updated_at),
-            };
-            let ordering = if order.descending {
-                ordering.reverse()
-            } else {
-                ordering
-            };
-            if ordering != Ordering::Equal {
-                return ordering;
-            }
-        }
-        a.name.cmp(&b.name)
+        let requested = filter::compare_in_order(orders, |key| match key {
+            "name" => a.name.cmp(&b.name),
+            "creation_timestamp" => a.created_at.cmp(&b.created_at),
+            _ => a.updated_at.cmp(&b.updated_at),
+        });
+        requested.then_with(|| a.name.cmp(&b.name))
     });
     Ok(())
 }
