@@ -391,6 +391,24 @@ async fn two_approvals_complete(backend: Backend) {
     );
     assert_eq!(first.needed[0].count, 1, "one approval missing");
     assert_eq!(first.approvals.len(), 1, "approvals so far");
+    let listed = fixture
+        .gates
+        .promotions(MODEL, Some(PromotionStatus::Pending))
+        .await
+        .expect("pending promotions are listed");
+    assert_eq!(
+        listed[0].needed, first.needed,
+        "listing reads back what is needed"
+    );
+    let read = fixture
+        .gates
+        .promotion(first.id)
+        .await
+        .expect("the promotion is read back");
+    assert_eq!(
+        read.needed, first.needed,
+        "reading by id gives what is needed"
+    );
     assert_eq!(
         fixture.alias_target("production").await,
         None,

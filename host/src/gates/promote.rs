@@ -13,7 +13,8 @@ use crate::store::entity::promotion::PromotionStatus as StoredStatus;
 use crate::store::entity::validation::ValidationTrigger;
 use crate::store::entity::{approval, model_version, promotion, registered_model};
 use crate::store::{
-    Attachment, NewPromotion, PolicyDecisionRow, PromotionOutcome, StoreError, check_alias,
+    Attachment, NewPromotion, PolicyDecisionRow, PromotionOutcome, StoreError, StoredNeed,
+    check_alias,
 };
 use sea_orm::EntityTrait;
 
@@ -124,8 +125,8 @@ impl Gates {
     }
 
     /// Lists the promotions of a model, newest first, optionally only those in `status`, each
-    /// with the decisions of its latest evaluation. `needed` is left empty in listings, because
-    /// the stored decisions keep a pending policy's count and role only in their reason text.
+    /// with the decisions of its latest evaluation and, while pending, the approvals still
+    /// needed.
     pub async fn promotions(
         &self,
         model: &str,
@@ -140,23 +141,18 @@ impl Gates {
         for promotion in stored {
             let version = self.version_number(model, promotion.version_id).await?;
             let approvals = self.store.approvals(promotion.id).await?;
-            let decisions = self.store.promotion_decisions(promotion.id).await?;
-            let decisions = decisions.into_iter().map(stored_decision_view).collect();
+            let rows = self.store.promotion_decisions(promotion.id).await?;
+            let needed = pending_needs(&promotion, &rows);
+            let decisions = rows.into_iter().map(stored_decision_view).collect();
             views.push(promotion_view(
-                model,
-                version,
-                promotion,
-                approvals,
-                decisions,
-                Vec::new(),
+                model, version, promotion, approvals, decisions, needed,
             ));
         }
         Ok(views)
     }
 
     /// Returns a promotion by id with its approvals and the decisions of its latest evaluation.
-    /// Fails with [`StoreError::PromotionNotFound`] for an unknown id. As in listings, `needed`
-    /// is empty.
+    /// Fails with [`StoreError::PromotionNotFound`] for an unknown id.
     pub async fn promotion(&self, id: i64) -> Result<PromotionView, GateError> {
         let promotion = self.store.require_promotion(id).await?;
         let model = registered_model::Entity::find_by_id(promotion.model_id)
@@ -167,15 +163,11 @@ impl Gates {
             .unwrap_or_default();
         let version = self.version_number(&model, promotion.version_id).await?;
         let approvals = self.store.approvals(promotion.id).await?;
-        let decisions = self.store.promotion_decisions(promotion.id).await?;
-        let decisions = decisions.into_iter().map(stored_decision_view).collect();
+        let rows = self.store.promotion_decisions(promotion.id).await?;
+        let needed = pending_needs(&promotion, &rows);
+        let decisions = rows.into_iter().map(stored_decision_view).collect();
         Ok(promotion_view(
-            &model,
-            version,
-            promotion,
-            approvals,
-            decisions,
-            Vec::new(),
+            &model, version, promotion, approvals, decisions, needed,
         ))
     }
 
@@ -447,12 +439,50 @@ fn combine(evaluated: &[Evaluated]) -> PromotionOutcome {
 
 fn decision_row(evaluated: &Evaluated) -> PolicyDecisionRow {
     let view = decision_parts(&evaluated.decision);
+    let needed = match &evaluated.decision {
+        Decision::Pending {
+            count,
+            role,
+            reason,
+        } => Some(StoredNeed {
+            count: *count,
+            role: role.clone(),
+            reason: reason.clone(),
+        }),
+        _ => None,
+    };
     PolicyDecisionRow {
         plugin: evaluated.plugin.clone(),
         plugin_digest: evaluated.digest.clone(),
         decision: view.0.to_owned(),
         reason: view.1,
+        needed,
     }
+}
+
+/// Returns the approvals a pending promotion still needs, from its stored decisions; empty once
+/// it is decided.
+fn pending_needs(promotion: &promotion::Model, rows: &[PolicyDecisionRow]) -> Vec<NeededApprovals> {
+    if promotion.status == StoredStatus::Pending {
+        stored_needed(rows)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Lists the approvals still needed according to the stored decisions of a promotion.
+fn stored_needed(rows: &[PolicyDecisionRow]) -> Vec<NeededApprovals> {
+    rows.iter()
+        .filter_map(|row| {
+            let needed = row.needed.as_ref()?;
+            Some(NeededApprovals {
+                plugin: row.plugin.clone(),
+                count: needed.count,
+                role: needed.role.clone(),
+                reason: needed.reason.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Returns the decision's name as stored and its reason as shown.

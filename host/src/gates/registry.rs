@@ -175,23 +175,37 @@ impl Gates {
             description: new.description,
             tags: new.tags,
         };
+        self.create_resolved_version(registry, actor, stored).await
+    }
+
+    /// Creates the next version of a model from an artifact that the caller has already
+    /// resolved, such as a path of the MLflow protocol, then runs the model's attached
+    /// validators on the version's run as [`Gates::create_version`] does.
+    pub async fn create_resolved_version(
+        &self,
+        registry: &PluginRegistry,
+        actor: &Actor,
+        stored: NewModelVersion,
+    ) -> Result<VersionView, GateError> {
+        let model = stored.model.clone();
+        let run_id = stored.run_id.clone();
         let version = self.store.create_model_version(&actor.name, stored).await?;
-        tracing::info!(model = %new.model, version = version.version, run_id = %new.run_id,
+        tracing::info!(model = %model, version = version.version, run_id = ?run_id,
             actor = %actor.name, "model version created");
 
-        let specs = self.attached_validators(&new.model).await?;
-        if !specs.is_empty() {
+        let specs = self.attached_validators(&model).await?;
+        if let (false, Some(run_id)) = (specs.is_empty(), &run_id) {
             self.validate_run(
                 registry,
                 actor,
-                &new.run_id,
+                run_id,
                 &specs,
                 Trigger::ModelVersion,
                 Some(version.id),
             )
             .await?;
         }
-        self.version_view(&new.model, version).await
+        self.version_view(&model, version).await
     }
 
     /// Returns a version with its tags, aliases and validations.

@@ -7,7 +7,7 @@
 mod promotions;
 mod validations;
 
-pub use promotions::{NewPromotion, PolicyDecisionRow, PromotionOutcome};
+pub use promotions::{NewPromotion, PolicyDecisionRow, PromotionOutcome, StoredNeed};
 pub use validations::{CheckRow, NewValidation, ValidationRecord};
 
 use super::audit::{self, AuditAction, Entry};

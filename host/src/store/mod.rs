@@ -61,7 +61,7 @@ pub use error::StoreError;
 pub use external::{ExternalInput, ExternalStepRecord, NewExternalStep};
 pub use governance::{
     Attachment, CheckRow, NewPromotion, NewValidation, PolicyDecisionRow, PromotionOutcome,
-    ValidationRecord,
+    StoredNeed, ValidationRecord,
 };
 pub use idempotency::{IdempotentRequest, KeyClaim, KeyLifetime, StoredResponse};
 pub use ingest::{
@@ -81,8 +81,9 @@ pub use registry::{
 };
 pub use runs::{NewRun, RunFilter, RunOwner};
 pub use search::{
-    CompareOp, Comparison, Cursor, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageTokenError, RunPage,
-    RunSearch, RunSummary, SortKey, SortTerm, TextAttribute, TextMatch, TimeAttribute,
+    CompareOp, Comparison, Cursor, DEFAULT_PAGE_SIZE, DatasetField, MAX_PAGE_SIZE, PageTokenError,
+    RunPage, RunSearch, RunSummary, SortKey, SortTerm, TextAttribute, TextMatch, TieOrder,
+    TimeAttribute,
 };
 pub use steps::{NewStepRun, PluginRef, StepRunUpdate};
 

@@ -9,7 +9,11 @@
 //! page, and the next page starts strictly after it. Runs inserted meanwhile therefore never
 //! shift a page boundary, so a walk through all pages lists each earlier run once.
 
+mod mlflow;
 mod sql;
+
+pub use mlflow::DatasetField;
+pub(crate) use sql::text_condition;
 
 use super::entity::run::{RunSource, RunStatus};
 use super::entity::{latest_metric, run_param, run_tag};
@@ -105,7 +109,8 @@ impl TextAttribute {
     }
 }
 
-/// A time attribute of a run, in milliseconds since the Unix epoch.
+/// A time attribute of a run, in milliseconds: since the Unix epoch, or for `Duration` a
+/// length of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum TimeAttribute {
     /// Creation time.
@@ -114,11 +119,18 @@ pub enum TimeAttribute {
     StartedAt,
     /// Time the run ended; `None` before.
     EndedAt,
+    /// Time from start to end; `None` until the run has both.
+    Duration,
 }
 
 impl TimeAttribute {
     /// Every time attribute.
-    pub const ALL: [Self; 3] = [Self::CreatedAt, Self::StartedAt, Self::EndedAt];
+    pub const ALL: [Self; 4] = [
+        Self::CreatedAt,
+        Self::StartedAt,
+        Self::EndedAt,
+        Self::Duration,
+    ];
 
     /// Returns the attribute's name in the filter language.
     pub fn name(self) -> &'static str {
@@ -126,6 +138,7 @@ impl TimeAttribute {
             Self::CreatedAt => "created_at",
             Self::StartedAt => "started_at",
             Self::EndedAt => "ended_at",
+            Self::Duration => "duration",
         }
     }
 }
@@ -175,6 +188,54 @@ pub enum Comparison {
         /// The time to compare with.
         value: i64,
     },
+    /// Whether the run has param `key` (`exists`) or lacks it (`!exists`).
+    ParamExists {
+        /// Param name.
+        key: String,
+        /// True to require the param, false to require its absence.
+        exists: bool,
+    },
+    /// Whether the run has tag `key` (`exists`) or lacks it (`!exists`).
+    TagExists {
+        /// Tag name.
+        key: String,
+        /// True to require the tag, false to require its absence.
+        exists: bool,
+    },
+    /// A field of the datasets that the run declared as inputs over the MLflow protocol. The
+    /// run matches when one of its datasets passes the test, `!=` included.
+    Dataset {
+        /// The dataset field.
+        field: DatasetField,
+        /// The test.
+        test: TextMatch,
+        /// True when a dataset passes by failing the test, as `NOT IN` needs.
+        negated: bool,
+    },
+    /// The run belongs to one of the projects with these ids. PostgreSQL can start from the
+    /// runs' `(project_id, ...)` indexes with this test, not with a test of the project name.
+    ProjectIn(Vec<i64>),
+    /// Whether the run is in MLflow's trash (true) or not (false).
+    InTrash(bool),
+    /// The artifact URI that MLflow reports for the run, `ROOT/RUN_ID/artifacts`, tested as
+    /// text. ROOT is the artifact location of the run's project.
+    ArtifactUri {
+        /// Artifact location of each project, by project name. Runs of other projects never
+        /// match.
+        roots: Vec<(String, String)>,
+        /// The test.
+        test: TextMatch,
+    },
+}
+
+/// Direction of the run id that orders runs which tie on every sort key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum TieOrder {
+    /// The direction of the last sort key.
+    #[default]
+    LastKey,
+    /// Ascending whatever the sort keys, as MLflow's server orders runs.
+    Ascending,
 }
 
 /// The value a sort key orders runs by.
@@ -227,8 +288,10 @@ pub struct RunSearch {
     /// Conditions that every run of the result meets.
     pub filter: Vec<Comparison>,
     /// Sort keys, most significant first. Empty means newest first. Runs that tie on every key
-    /// are ordered by id, in the direction of the last key.
+    /// are ordered by id, in the direction that `ties` names.
     pub order_by: Vec<SortKey>,
+    /// Direction of the id among runs that tie on every sort key.
+    pub ties: TieOrder,
     /// Runs per page, from 1 to [`MAX_PAGE_SIZE`].
     pub page_size: u64,
     /// Position of the last run of the previous page, which this page starts after. `None`
@@ -242,6 +305,7 @@ impl RunSearch {
         Self {
             filter,
             order_by,
+            ties: TieOrder::LastKey,
             page_size,
             after: None,
         }
@@ -261,7 +325,13 @@ impl RunSearch {
     /// Returns a short hash of the filter and sort keys, so a page token is only accepted by
     /// the search that issued it.
     fn fingerprint(&self) -> String {
-        let text = serde_json::to_string(&(&self.filter, &self.sort_keys())).unwrap_or_default();
+        let keys = self.sort_keys();
+        let text = match self.ties {
+            // Tokens of searches that order ties by the last key keep their earlier form.
+            TieOrder::LastKey => serde_json::to_string(&(&self.filter, &keys)),
+            TieOrder::Ascending => serde_json::to_string(&(&self.filter, &keys, self.ties)),
+        }
+        .unwrap_or_default();
         let digest = Sha256::digest(text.as_bytes());
         hex::encode(&digest[..8])
     }

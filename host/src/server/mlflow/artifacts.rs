@@ -4,8 +4,10 @@
 //! A run's artifact URI is `mlflow-artifacts:/<experiment_id>/<run_id>/artifacts`, which the
 //! client turns into proxy paths `<experiment_id>/<run_id>/artifacts/<path>`. An uploaded file
 //! is stored in the content-addressed artifact store and linked to the run as a run-level
-//! output named by its relative path, so it shows with the run's other artifacts. Uploads
-//! stream to disk, so their size is not bound by the limit for bodies read whole.
+//! output named by its relative path, so it shows with the run's other artifacts. A logged
+//! model's artifact URI is `mlflow-artifacts:/<experiment_id>/models/<model_id>/artifacts`,
+//! and its files are linked to the model the same way. Uploads stream to disk, so their size
+//! is not bound by the limit for bodies read whole.
 
 use super::error::{MlflowError, MlflowResult};
 use super::experiments::required;
@@ -13,7 +15,6 @@ use super::request::MlflowRequest;
 use super::runs::{LoadedRun, load};
 use crate::server::names::validate_artifact_name;
 use crate::server::state::AppState;
-use crate::store::LinkedArtifact;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -62,32 +63,90 @@ pub(super) struct RunList {
     path: Option<String>,
 }
 
-/// A proxy path split into its run and the path inside the run's artifacts.
+/// The record whose artifact root a proxy path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    /// A run, by id.
+    Run(String),
+    /// A logged model, by id.
+    Model(String),
+}
+
+/// A proxy path split into its owner and the path inside the owner's artifacts.
+#[derive(Debug)]
 struct ProxyPath {
-    run_id: String,
+    owner: Owner,
     relative: String,
 }
 
-/// Splits `<experiment_id>/<run_id>/artifacts[/<path>]`.
+/// A file under an artifact root.
+pub(super) struct StoredFile {
+    /// Path under the root.
+    pub(super) path: String,
+    /// Size in bytes.
+    pub(super) size: i64,
+    /// SHA-256 of the content.
+    pub(super) digest: String,
+    /// Media type recorded at upload.
+    pub(super) media_type: String,
+}
+
+/// Splits `<experiment_id>/<run_id>/artifacts[/<path>]` or
+/// `<experiment_id>/models/<model_id>/artifacts[/<path>]`. Run ids are UUIDs, so a second
+/// segment `models` always names a logged model.
 fn parse_proxy_path(path: &str) -> MlflowResult<ProxyPath> {
     let trimmed = path.trim_matches('/');
-    let mut parts = trimmed.splitn(4, '/');
-    let (experiment, run_id, root) = (parts.next(), parts.next(), parts.next());
-    let relative = parts.next().unwrap_or("").trim_end_matches('/').to_owned();
-    match (experiment, run_id, root) {
-        (Some(experiment), Some(run_id), Some("artifacts"))
-            if !experiment.is_empty() && !run_id.is_empty() =>
-        {
-            Ok(ProxyPath {
-                run_id: run_id.to_owned(),
-                relative,
-            })
+    let (experiment, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    let (owner, rest) = match rest.split_once('/') {
+        Some(("models", model_rest)) => {
+            let (model_id, rest) = model_rest.split_once('/').unwrap_or((model_rest, ""));
+            (Owner::Model(model_id.to_owned()), rest)
         }
-        _ => Err(MlflowError::invalid(format!(
-            "artifact path '{path}' is not of the form <experiment_id>/<run_id>/artifacts/<path>; \
-             this server stores run artifacts only"
-        ))),
+        Some((run_id, rest)) => (Owner::Run(run_id.to_owned()), rest),
+        None => (Owner::Run(rest.to_owned()), ""),
+    };
+    let (root, relative) = rest.split_once('/').unwrap_or((rest, ""));
+    let named = match &owner {
+        Owner::Run(id) | Owner::Model(id) => !id.is_empty(),
+    };
+    if experiment.is_empty() || !named || root != "artifacts" {
+        return Err(MlflowError::invalid(format!(
+            "artifact path '{path}' is not of the form <experiment_id>/<run_id>/artifacts/<path> \
+             or <experiment_id>/models/<model_id>/artifacts/<path>"
+        )));
     }
+    Ok(ProxyPath {
+        owner,
+        relative: relative.trim_end_matches('/').to_owned(),
+    })
+}
+
+/// Checks that the owner exists and lists its files by path.
+async fn files_of(state: &AppState, owner: &Owner) -> MlflowResult<Vec<StoredFile>> {
+    match owner {
+        Owner::Run(run_id) => {
+            load(state, run_id).await?;
+            run_files(state, run_id).await
+        }
+        Owner::Model(model_id) => {
+            super::logged_models::load_model(state, model_id).await?;
+            super::logged_models::model_files(state, model_id).await
+        }
+    }
+}
+
+/// Lists the MLflow artifacts of a run by path.
+async fn run_files(state: &AppState, run_id: &str) -> MlflowResult<Vec<StoredFile>> {
+    let artifacts = state.store().mlflow_artifacts(run_id).await?;
+    Ok(artifacts
+        .into_iter()
+        .map(|item| StoredFile {
+            path: item.link.name,
+            size: item.size,
+            digest: item.link.digest,
+            media_type: item.media_type,
+        })
+        .collect())
 }
 
 /// `PUT /api/2.0/mlflow-artifacts/artifacts/<path>`: stores the body as the artifact at
@@ -101,20 +160,34 @@ async fn upload(
     let target = parse_proxy_path(&path)?;
     if target.relative.is_empty() {
         return Err(MlflowError::invalid(
-            "the artifact path names the run's artifact root; add a file name",
+            "the artifact path names an artifact root; add a file name",
         ));
     }
     validate_artifact_name("path", &target.relative).map_err(MlflowError::from)?;
     let media_type = media_type_of(&headers)?;
-    load(&state, &target.run_id).await?;
+    match &target.owner {
+        Owner::Run(run_id) => load(&state, run_id).await.map(drop)?,
+        Owner::Model(model_id) => super::logged_models::load_model(&state, model_id)
+            .await
+            .map(drop)?,
+    }
 
     let (digest, size) = store_body(&state, body).await?;
     let store = state.store();
     store.record_artifact(&digest, size, &media_type).await?;
-    store
-        .mlflow_put_artifact(&target.run_id, &target.relative, &digest)
-        .await?;
-    tracing::info!(run_id = %target.run_id, path = %target.relative, %digest, size, "mlflow artifact stored");
+    match &target.owner {
+        Owner::Run(run_id) => {
+            store
+                .mlflow_put_artifact(run_id, &target.relative, &digest)
+                .await?;
+            tracing::info!(run_id = %run_id, path = %target.relative, %digest, size, "mlflow artifact stored");
+        }
+        Owner::Model(model_id) => {
+            super::logged_models::put_model_file(&state, model_id, &target.relative, &digest)
+                .await?;
+            tracing::info!(model_id = %model_id, path = %target.relative, %digest, size, "mlflow model artifact stored");
+        }
+    }
     Ok(Json(json!({})))
 }
 
@@ -145,18 +218,18 @@ async fn download(
     Path(path): Path<String>,
 ) -> MlflowResult<Response> {
     let target = parse_proxy_path(&path)?;
-    load(&state, &target.run_id).await?;
-    let artifacts = state.store().mlflow_artifacts(&target.run_id).await?;
-    let found = artifacts
+    let files = files_of(&state, &target.owner).await?;
+    let found = files
         .into_iter()
-        .find(|item| item.link.name == target.relative)
+        .find(|item| item.path == target.relative)
         .ok_or_else(|| {
-            MlflowError::not_found(format!(
-                "no artifact at '{}' in run '{}'",
-                target.relative, target.run_id
-            ))
+            let owner = match &target.owner {
+                Owner::Run(id) => format!("run '{id}'"),
+                Owner::Model(id) => format!("logged model '{id}'"),
+            };
+            MlflowError::not_found(format!("no artifact at '{}' in {owner}", target.relative))
         })?;
-    let file_path = state.artifacts().path_of(&found.link.digest)?;
+    let file_path = state.artifacts().path_of(&found.digest)?;
     let file = tokio::fs::File::open(&file_path).await.map_err(|error| {
         crate::server::error::ApiError::internal(format!(
             "cannot open artifact {}: {error}",
@@ -181,9 +254,8 @@ async fn list_proxy(
 ) -> MlflowResult<Json<Value>> {
     let path = request.path.unwrap_or_default();
     let target = parse_proxy_path(&path)?;
-    load(&state, &target.run_id).await?;
-    let artifacts = state.store().mlflow_artifacts(&target.run_id).await?;
-    let files: Vec<Value> = children(&artifacts, &target.relative)
+    let stored = files_of(&state, &target.owner).await?;
+    let files: Vec<Value> = children(&stored, &target.relative)
         .into_iter()
         .map(|(name, entry)| entry_json(&name, entry))
         .collect();
@@ -203,8 +275,8 @@ pub(super) async fn list_run_artifacts(
         .unwrap_or_default()
         .trim_matches('/')
         .to_owned();
-    let artifacts = state.store().mlflow_artifacts(&run_id).await?;
-    let files: Vec<Value> = children(&artifacts, &prefix)
+    let stored = run_files(&state, &run_id).await?;
+    let files: Vec<Value> = children(&stored, &prefix)
         .into_iter()
         .map(|(name, entry)| {
             let full = if prefix.is_empty() {
@@ -223,10 +295,10 @@ pub(super) async fn list_run_artifacts(
 
 /// Returns the entries directly under directory `prefix`: files with their size, and
 /// directories as `None`.
-fn children(artifacts: &[LinkedArtifact], prefix: &str) -> BTreeMap<String, Option<i64>> {
+pub(super) fn children(files: &[StoredFile], prefix: &str) -> BTreeMap<String, Option<i64>> {
     let mut entries = BTreeMap::new();
-    for artifact in artifacts {
-        let name = artifact.link.name.as_str();
+    for file in files {
+        let name = file.path.as_str();
         let rest = if prefix.is_empty() {
             Some(name)
         } else {
@@ -241,14 +313,14 @@ fn children(artifacts: &[LinkedArtifact], prefix: &str) -> BTreeMap<String, Opti
                 entries.insert(directory.to_owned(), None);
             }
             None => {
-                entries.insert(rest.to_owned(), Some(artifact.size));
+                entries.insert(rest.to_owned(), Some(file.size));
             }
         }
     }
     entries
 }
 
-fn entry_json(path: &str, size: Option<i64>) -> Value {
+pub(super) fn entry_json(path: &str, size: Option<i64>) -> Value {
     match size {
         Some(size) => json!({ "path": path, "is_dir": false, "file_size": size }),
         None => json!({ "path": path, "is_dir": true }),

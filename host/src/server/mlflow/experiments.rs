@@ -1,15 +1,20 @@
 //! Experiment routes: create, get, get-by-name, search, update, delete, restore and tags.
 
 use super::error::{MlflowCode, MlflowError, MlflowResult};
-use super::filter::{self, Clause, Entity, SortOrder};
+use super::filter::{self, Clause, Entity, Operator};
+use super::keys::check_key;
 use super::proto::{
-    DEFAULT_EXPERIMENT_ID, experiment_id, experiment_json, experiment_name, project_name,
+    DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, experiment_id, experiment_json, project_name,
 };
 use super::request::{MlflowRequest, lenient_i64, lenient_string, string_list};
-use crate::server::names::validate_key;
+use super::run_filter::{number, numeric_operator, text_tests};
+use super::runs::ViewType;
 use crate::server::state::AppState;
 use crate::store::DEFAULT_PROJECT;
-use crate::store::mlflow::{Experiment, LifecycleStage};
+use crate::store::mlflow::{
+    Experiment, ExperimentCondition, ExperimentKey, ExperimentSearch, LifecycleStage,
+};
+use crate::store::{CompareOp, TextMatch};
 use axum::Json;
 use axum::extract::State;
 use base64::Engine as _;
@@ -23,11 +28,11 @@ const MAX_EXPERIMENTS_PER_PAGE: i64 = 50_000;
 /// Page size when the request names none, as on an MLflow server.
 const DEFAULT_EXPERIMENTS_PER_PAGE: i64 = 1000;
 
-/// Maximum length of an experiment name, in bytes, as MLflow 3.17 enforces it.
-const MAX_NAME_BYTES: usize = 500;
+/// Maximum length of an experiment name, in characters, as MLflow 3.17 enforces it.
+const MAX_NAME_CHARS: usize = 500;
 
-/// Maximum length of an experiment tag value, in bytes, as MLflow 3.17 enforces it.
-const MAX_TAG_VALUE_BYTES: usize = 20_000;
+/// Maximum length of an experiment tag value, in characters, as MLflow 3.17 enforces it.
+const MAX_TAG_VALUE_CHARS: usize = 20_000;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct KeyValue {
@@ -99,10 +104,19 @@ pub(super) async fn resolve(state: &AppState, id: &str) -> MlflowResult<Experime
             .mlflow_experiment_by_name(DEFAULT_PROJECT)
             .await?
     } else {
-        let project_id: i64 = id.trim().parse().map_err(|_| not_found())?;
+        let project_id = canonical_id(id).ok_or_else(not_found)?;
         state.store().mlflow_experiment(project_id).await?
     };
-    found.ok_or_else(not_found)
+    found
+        .filter(|experiment| experiment_id(&experiment.project) == id)
+        .ok_or_else(not_found)
+}
+
+/// Parses an experiment id written as the canonical decimal text of a positive number, so
+/// that `01`, `+1` and ` 1` name no experiment, as on an MLflow server.
+fn canonical_id(id: &str) -> Option<i64> {
+    let project_id: i64 = id.parse().ok()?;
+    (project_id > 0 && project_id.to_string() == id).then_some(project_id)
 }
 
 /// Finds an experiment that is not deleted, or fails naming why it cannot take writes.
@@ -160,7 +174,12 @@ pub(super) async fn get_by_name(
     if project == DEFAULT_PROJECT {
         state.store().ensure_project(DEFAULT_PROJECT).await?;
     }
-    let found = state.store().mlflow_experiment_by_name(project).await?;
+    // The project `default` is the experiment `Default`, so the name `default` names nothing.
+    let found = if name == DEFAULT_PROJECT {
+        None
+    } else {
+        state.store().mlflow_experiment_by_name(project).await?
+    };
     let experiment =
         found.ok_or_else(|| MlflowError::not_found(format!("no experiment named '{name}'")))?;
     Ok(Json(json!({ "experiment": experiment_json(&experiment) })))
@@ -258,8 +277,9 @@ pub(super) async fn delete_tag(
     Ok(Json(json!({})))
 }
 
-/// `POST experiments/search`: filters on `name`, `creation_time`, `last_update_time` and
-/// tags, ordered by those or by `experiment_id`, with offset page tokens.
+/// `POST experiments/search`: filters on `name`, `experiment_id`, `creation_time`,
+/// `last_update_time` and tags, ordered by those attributes, with offset page tokens. The
+/// search runs in the database.
 pub(super) async fn search(
     State(state): State<AppState>,
     MlflowRequest(request): MlflowRequest<SearchExperiments>,
@@ -271,34 +291,27 @@ pub(super) async fn search(
              {MAX_EXPERIMENTS_PER_PAGE}"
         )));
     }
-    let clauses = filter::parse_filter(request.filter.as_deref().unwrap_or(""))?;
-    let orders = request
-        .order_by
-        .iter()
-        .map(|text| filter::parse_order_by(text))
-        .collect::<MlflowResult<Vec<_>>>()?;
+    let mut conditions = Vec::new();
+    for clause in filter::parse_filter(request.filter.as_deref().unwrap_or(""))? {
+        conditions.extend(experiment_conditions(&clause)?);
+    }
     let view = super::runs::parse_view_type(request.view_type.as_deref())?;
     let offset = decode_offset(request.page_token.as_deref())?;
+    let search = ExperimentSearch {
+        conditions,
+        order: experiment_order(&request.order_by)?,
+        stage: stage_of(view),
+        offset: offset as u64,
+        limit: page_size as u64 + 1,
+    };
 
-    let mut experiments = Vec::new();
-    for experiment in state.store().mlflow_experiments().await? {
-        if view.includes(experiment.lifecycle_stage) && matches_all(&experiment, &clauses)? {
-            experiments.push(experiment);
-        }
-    }
-    sort_experiments(&mut experiments, &orders)?;
-
-    let page_size = usize::try_from(page_size).unwrap_or(usize::MAX);
-    let end = offset.saturating_add(page_size).min(experiments.len());
-    let page: Vec<Value> = experiments
-        .get(offset.min(end)..end)
-        .unwrap_or_default()
-        .iter()
-        .map(experiment_json)
-        .collect();
+    let mut experiments = state.store().mlflow_search_experiments(&search).await?;
+    let more = experiments.len() as u64 > page_size as u64;
+    experiments.truncate(page_size as usize);
+    let page: Vec<Value> = experiments.iter().map(experiment_json).collect();
     let mut body = json!({ "experiments": page });
-    if end < experiments.len() {
-        body["next_page_token"] = json!(encode_offset(end));
+    if more {
+        body["next_page_token"] = json!(encode_offset(offset + experiments.len()));
     }
     Ok(Json(body))
 }
@@ -322,83 +335,81 @@ pub(super) fn decode_offset(token: Option<&str>) -> MlflowResult<usize> {
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let offset = text.strip_prefix("offset:").ok_or_else(invalid)?;
-    offset.parse().map_err(|_| invalid())
+    // Databases take offsets as signed 64-bit integers.
+    let offset: i64 = offset.parse().map_err(|_| invalid())?;
+    usize::try_from(offset).map_err(|_| invalid())
 }
 
-fn matches_all(experiment: &Experiment, clauses: &[Clause]) -> MlflowResult<bool> {
-    for clause in clauses {
-        if !matches(experiment, clause)? {
-            return Ok(false);
-        }
+/// Returns the lifecycle stage that a view includes; `None` includes both.
+fn stage_of(view: ViewType) -> Option<LifecycleStage> {
+    match view {
+        ViewType::ActiveOnly => Some(LifecycleStage::Active),
+        ViewType::DeletedOnly => Some(LifecycleStage::Deleted),
+        ViewType::All => None,
     }
-    Ok(true)
 }
 
-fn matches(experiment: &Experiment, clause: &Clause) -> MlflowResult<bool> {
+/// Translates one comparison of an experiment filter into the store's conditions.
+fn experiment_conditions(clause: &Clause) -> MlflowResult<Vec<ExperimentCondition>> {
+    let texts = |condition: fn(TextMatch) -> ExperimentCondition| text_tests(clause, condition);
+    let time = |condition: fn(CompareOp, i64) -> ExperimentCondition| {
+        Ok(vec![condition(
+            numeric_operator(clause)?,
+            number(clause)? as i64,
+        )])
+    };
     match (clause.entity, clause.key.as_str()) {
-        (Entity::Attribute, "name") => {
-            let name = experiment_name(&experiment.project);
-            filter::text_matches(&name, clause)
-        }
-        (Entity::Attribute, "creation_time") => {
-            filter::number_matches(experiment.project.created_at as f64, clause)
-        }
-        (Entity::Attribute, "last_update_time") => {
-            filter::number_matches(experiment.last_update_time as f64, clause)
-        }
-        (Entity::Tag, key) => match experiment.tags.get(key) {
-            Some(value) => filter::text_matches(value, clause),
-            None => Ok(false),
+        (Entity::Attribute, "name") => texts(ExperimentCondition::Name),
+        (Entity::Attribute, "experiment_id") => texts(ExperimentCondition::Id),
+        (Entity::Attribute, "creation_time") => time(ExperimentCondition::CreationTime),
+        (Entity::Attribute, "last_update_time") => time(ExperimentCondition::LastUpdateTime),
+        (Entity::Tag, key) => match clause.operator {
+            Operator::IsNull | Operator::IsNotNull => Ok(vec![ExperimentCondition::TagExists {
+                key: key.to_owned(),
+                exists: clause.operator == Operator::IsNotNull,
+            }]),
+            _ => text_tests(clause, |test| ExperimentCondition::Tag {
+                key: key.to_owned(),
+                test,
+            }),
         },
         _ => Err(MlflowError::invalid(format!(
-            "invalid experiment search key '{}': filter on name, creation_time, \
-             last_update_time or tags.<key>",
+            "invalid experiment search key '{}': filter on name, experiment_id, \
+             creation_time, last_update_time or tags.<key>",
             clause.key
         ))),
     }
 }
 
-fn sort_experiments(experiments: &mut [Experiment], orders: &[SortOrder]) -> MlflowResult<()> {
-    for order in orders {
-        let known = order.entity == Entity::Attribute
-            && matches!(
-                order.key.as_str(),
-                "name" | "experiment_id" | "creation_time" | "last_update_time"
-            );
-        if !known {
-            return Err(MlflowError::invalid(format!(
-                "invalid order_by key '{}': order experiments by name, experiment_id, \
-                 creation_time or last_update_time",
-                order.key
-            )));
-        }
+/// Translates `order_by` into sort keys. No terms is MLflow's default, newest first; the
+/// experiment id, descending, breaks ties unless a term names it.
+fn experiment_order(terms: &[String]) -> MlflowResult<Vec<(ExperimentKey, bool)>> {
+    let mut order = Vec::with_capacity(terms.len() + 1);
+    if terms.is_empty() {
+        order.push((ExperimentKey::CreationTime, true));
+        order.push((ExperimentKey::Id, false));
     }
-    experiments.sort_by(|a, b| {
-        let requested = filter::compare_in_order(orders, |key| match key {
-            "name" => experiment_name(&a.project).cmp(&experiment_name(&b.project)),
-            "creation_time" => a.project.created_at.cmp(&b.project.created_at),
-            "last_update_time" => a.last_update_time.cmp(&b.last_update_time),
-            _ => experiment_rank(a).cmp(&experiment_rank(b)),
-        });
-
-        // MLflow's default order: newest first.
-        requested.then_with(|| {
-            b.project
-                .created_at
-                .cmp(&a.project.created_at)
-                .then(experiment_rank(b).cmp(&experiment_rank(a)))
-        })
-    });
-    Ok(())
-}
-
-/// Orders the Default experiment, id 0, before the others.
-fn experiment_rank(experiment: &Experiment) -> i64 {
-    if experiment.project.name == DEFAULT_PROJECT {
-        0
-    } else {
-        experiment.project.id
+    for text in terms {
+        let term = filter::parse_order_by(text)?;
+        let key = match (term.entity, term.key.as_str()) {
+            (Entity::Attribute, "name") => ExperimentKey::Name,
+            (Entity::Attribute, "experiment_id") => ExperimentKey::Id,
+            (Entity::Attribute, "creation_time") => ExperimentKey::CreationTime,
+            (Entity::Attribute, "last_update_time") => ExperimentKey::LastUpdateTime,
+            _ => {
+                return Err(MlflowError::invalid(format!(
+                    "invalid order_by key '{}': order experiments by name, experiment_id, \
+                     creation_time or last_update_time",
+                    term.key
+                )));
+            }
+        };
+        order.push((key, term.descending));
     }
+    if !order.iter().any(|(key, _)| *key == ExperimentKey::Id) {
+        order.push((ExperimentKey::Id, true));
+    }
+    Ok(order)
 }
 
 fn check_name(name: &str) -> MlflowResult<()> {
@@ -407,19 +418,30 @@ fn check_name(name: &str) -> MlflowResult<()> {
             "invalid experiment name '': give a non-empty name",
         ));
     }
-    if name.len() > MAX_NAME_BYTES {
+    let length = name.chars().count();
+    if length > MAX_NAME_CHARS {
         return Err(MlflowError::invalid(format!(
-            "experiment name is longer than {MAX_NAME_BYTES} bytes; use a shorter name"
+            "the experiment name is {length} characters long; the limit is {MAX_NAME_CHARS}: \
+             shorten it"
+        )));
+    }
+    if name == DEFAULT_PROJECT {
+        return Err(MlflowError::invalid(format!(
+            "invalid experiment name '{name}': runledger stores the experiment \
+             '{DEFAULT_EXPERIMENT_NAME}' as the project '{DEFAULT_PROJECT}', so that name is \
+             taken; choose another name"
         )));
     }
     Ok(())
 }
 
 fn check_tag(key: &str, value: &str) -> MlflowResult<()> {
-    validate_key("key", key).map_err(MlflowError::from)?;
-    if value.len() > MAX_TAG_VALUE_BYTES {
+    check_key("key", key)?;
+    let length = value.chars().count();
+    if length > MAX_TAG_VALUE_CHARS {
         return Err(MlflowError::invalid(format!(
-            "the value of experiment tag '{key}' is longer than {MAX_TAG_VALUE_BYTES} bytes"
+            "the value of experiment tag '{key}' is {length} characters long; the limit is \
+             {MAX_TAG_VALUE_CHARS}: shorten it"
         )));
     }
     Ok(())

@@ -4,10 +4,10 @@
 //! A comparison is `ENTITY.KEY OPERATOR VALUE`. The entity is `metrics`, `params`, `tags`,
 //! `attributes` or `datasets`, or a singular or short form of these. A key with spaces or
 //! other punctuation is quoted in backticks or double quotes. Values are quoted strings,
-//! numbers, or a parenthesized list of strings after `IN` and `NOT IN`.
+//! numbers, or a parenthesized list of strings after `IN` and `NOT IN`; `IS NULL` and
+//! `IS NOT NULL` take no value.
 
 use super::error::{MlflowError, MlflowResult};
-use std::cmp::Ordering;
 
 /// The kind of value a key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,10 @@ pub(super) enum Operator {
     In,
     /// `NOT IN (...)`
     NotIn,
+    /// `IS NULL`: the key is absent.
+    IsNull,
+    /// `IS NOT NULL`: the key is present.
+    IsNotNull,
 }
 
 /// A value on the right of a comparison.
@@ -58,6 +62,8 @@ pub(super) enum Literal {
     Text(String),
     /// A parenthesized list of strings.
     List(Vec<String>),
+    /// No value, after `IS NULL` and `IS NOT NULL`.
+    Absent,
 }
 
 /// One comparison of a filter.
@@ -192,7 +198,7 @@ pub(super) fn number_matches(value: f64, clause: &Clause) -> MlflowResult<bool> 
 }
 
 /// Matches SQL `LIKE` patterns: `%` is any text and `_` one character.
-fn like(value: &str, pattern: &str, ignore_case: bool) -> bool {
+pub(super) fn like(value: &str, pattern: &str, ignore_case: bool) -> bool {
     let fold = |text: &str| {
         if ignore_case {
             text.to_lowercase().chars().collect::<Vec<_>>()
@@ -335,6 +341,7 @@ impl<'a> Parser<'a> {
             "LIKE" => Ok(Operator::Like),
             "ILIKE" => Ok(Operator::ILike),
             "IN" => Ok(Operator::In),
+            "IS" => self.null_test(),
             "NOT" => {
                 self.skip_space();
                 if self.word().eq_ignore_ascii_case("IN") {
@@ -346,9 +353,28 @@ impl<'a> Parser<'a> {
             _ => Err(invalid(
                 self.text,
                 &format!(
-                    "unknown comparator '{word}': use =, !=, <, <=, >, >=, LIKE, ILIKE, IN or \
-                     NOT IN"
+                    "unknown comparator '{word}': use =, !=, <, <=, >, >=, LIKE, ILIKE, IN, \
+                     NOT IN, IS NULL or IS NOT NULL"
                 ),
+            )),
+        }
+    }
+
+    /// Reads the rest of `IS NULL` or `IS NOT NULL` after `IS`.
+    fn null_test(&mut self) -> MlflowResult<Operator> {
+        self.skip_space();
+        let mut word = self.word().to_ascii_uppercase();
+        let negated = word == "NOT";
+        if negated {
+            self.skip_space();
+            word = self.word().to_ascii_uppercase();
+        }
+        match (word.as_str(), negated) {
+            ("NULL", false) => Ok(Operator::IsNull),
+            ("NULL", true) => Ok(Operator::IsNotNull),
+            _ => Err(invalid(
+                self.text,
+                "IS must be followed by NULL or NOT NULL",
             )),
         }
     }
@@ -356,6 +382,9 @@ impl<'a> Parser<'a> {
     fn literal(&mut self, operator: Operator) -> MlflowResult<Literal> {
         if matches!(operator, Operator::In | Operator::NotIn) {
             return self.list();
+        }
+        if matches!(operator, Operator::IsNull | Operator::IsNotNull) {
+            return Ok(Literal::Absent);
         }
         match self.rest().chars().next() {
             Some(quote @ ('\'' | '"')) => self.quoted(quote).map(Literal::Text),
@@ -417,26 +446,6 @@ fn entity_of(prefix: &str) -> Option<Entity> {
     }
 }
 
-/// Compares two items by each sort order in turn. `compare` returns the ascending order of the
-/// two items on one key; the first key on which they differ decides.
-pub(super) fn compare_in_order(
-    orders: &[SortOrder],
-    mut compare: impl FnMut(&str) -> Ordering,
-) -> Ordering {
-    for order in orders {
-        let ordering = compare(&order.key);
-        let ordering = if order.descending {
-            ordering.reverse()
-        } else {
-            ordering
-        };
-        if ordering.is_ne() {
-            return ordering;
-        }
-    }
-    Ordering::Equal
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,6 +474,16 @@ mod tests {
             clauses[0].value,
             Literal::List(vec!["a".to_owned(), "b".to_owned()])
         );
+    }
+
+    #[test]
+    fn parses_null_tests() {
+        let clauses = parse_filter("params.seed IS NULL and tags.`team name` is not null").unwrap();
+        assert_eq!(clauses[0].operator, Operator::IsNull);
+        assert_eq!(clauses[0].value, Literal::Absent);
+        assert_eq!(clauses[1].key, "team name");
+        assert_eq!(clauses[1].operator, Operator::IsNotNull);
+        assert!(parse_filter("params.seed IS 1").is_err());
     }
 
     #[test]

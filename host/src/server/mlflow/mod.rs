@@ -10,20 +10,29 @@
 //! The model registry routes serve runledger's registry, so an alias set through MLflow is a
 //! promotion that the alias's policies must allow.
 //!
-//! NOTE: logged models are not served: a search for logged models finds none, and their other
-//! routes return `ENDPOINT_NOT_FOUND`.
+//! MLflow 3's logged models belong to the project of their experiment. Their files go through
+//! the artifact proxy into the content-addressed artifact store, metric values logged with a
+//! `model_id` are recorded for the run and for the model, and a run's link to a model it
+//! produced or used is an edge of the lineage graph to or from the model's node,
+//! `mlflow-models/<model_id>`.
 
 mod artifacts;
 mod error;
 mod experiments;
 mod filter;
+mod keys;
+mod logged_model_search;
+mod logged_models;
 mod model_versions;
 mod proto;
 mod registry;
+mod registry_search;
 mod request;
+mod run_filter;
 mod run_messages;
 mod runs;
 mod search;
+mod version_sources;
 mod view;
 
 pub use error::{MlflowCode, MlflowError, MlflowResult};
@@ -46,6 +55,7 @@ pub fn router() -> Router<AppState> {
     for prefix in PREFIXES {
         let routes = tracking_routes()
             .into_iter()
+            .chain(logged_models::routes())
             .chain(registry::routes())
             .chain(model_versions::routes());
         for (path, route) in routes {
@@ -98,7 +108,6 @@ fn tracking_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/runs/search", post(search::search_runs)),
         ("/metrics/get-history", get(runs::metric_history)),
         ("/artifacts/list", get(artifacts::list_run_artifacts)),
-        ("/logged-models/search", post(search_logged_models)),
     ]
 }
 
@@ -137,18 +146,12 @@ async fn server_info() -> Json<serde_json::Value> {
     }))
 }
 
-/// `POST logged-models/search`: this server records no logged models, so the result is
-/// empty. The client searches them when it lists or downloads a run's artifacts.
-async fn search_logged_models() -> Json<serde_json::Value> {
-    Json(json!({ "models": [] }))
-}
-
 async fn endpoint_not_found(method: Method, uri: Uri) -> MlflowError {
     MlflowError::new(
         MlflowCode::EndpointNotFound,
         format!(
             "no MLflow endpoint for {method} {}; this server serves the MLflow tracking, \
-             artifact and model registry routes, without logged models and traces",
+             artifact, logged model and model registry routes, without traces",
             uri.path()
         ),
     )

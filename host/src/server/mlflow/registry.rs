@@ -7,11 +7,10 @@
 //! needed or each policy's reason. MLflow's client does not retry 403 responses.
 
 use super::error::{MlflowCode, MlflowError, MlflowResult};
-use super::experiments::{KeyValue, decode_offset, encode_offset, required};
-use super::filter::{self, Clause, Entity, SortOrder};
+use super::experiments::{KeyValue, required};
 use super::model_versions::{parse_version, version_json};
 use super::proto::key_values;
-use super::request::{MlflowRequest, lenient_i64, lenient_string, string_list};
+use super::request::{MlflowRequest, lenient_string, string_list};
 use crate::gates::{
     Actor, DecisionKind, ModelChange, ModelView, NewModelRequest, PromotionStatus, PromotionView,
     Role,
@@ -25,15 +24,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// Page size of a model search that names none, as on an MLflow 3.x server.
-const DEFAULT_MODELS_PER_PAGE: i64 = 100;
-
-/// Largest page of a model search, as on an MLflow 3.x server.
-const MAX_MODELS_PER_PAGE: i64 = 1000;
-
-/// Models read from the store per query while collecting all of them.
-const MODELS_PER_QUERY: u64 = 500;
-
 /// Returns the registered-model routes, relative to a prefix.
 pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
@@ -42,7 +32,10 @@ pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/registered-models/rename", post(rename)),
         ("/registered-models/update", patch(update)),
         ("/registered-models/delete", delete(delete_model)),
-        ("/registered-models/search", get(search)),
+        (
+            "/registered-models/search",
+            get(super::registry_search::search_models),
+        ),
         (
             "/registered-models/get-latest-versions",
             post(latest_versions).get(latest_versions),
@@ -79,16 +72,6 @@ pub(super) struct RenameModel {
 pub(super) struct UpdateModel {
     name: Option<String>,
     description: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct SearchModels {
-    filter: Option<String>,
-    #[serde(default, deserialize_with = "lenient_i64")]
-    max_results: Option<i64>,
-    #[serde(default, deserialize_with = "string_list")]
-    order_by: Vec<String>,
-    page_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,129 +238,6 @@ async fn delete_model(
     require_role(&caller, Role::Admin, "deleting a registered model")?;
     state.gates().delete_model(&actor(&caller), &name).await?;
     Ok(Json(json!({})))
-}
-
-/// `GET registered-models/search`: filters on `name` (`=`, `!=`, `LIKE`, `ILIKE`) and on
-/// `tags.KEY`, ordered by `name`, `creation_timestamp` or `last_updated_timestamp`.
-async fn search(
-    State(state): State<AppState>,
-    MlflowRequest(request): MlflowRequest<SearchModels>,
-) -> MlflowResult<Json<Value>> {
-    let page_size = request.max_results.unwrap_or(DEFAULT_MODELS_PER_PAGE);
-    if !(1..=MAX_MODELS_PER_PAGE).contains(&page_size) {
-        return Err(MlflowError::invalid(format!(
-            "invalid value {page_size} for parameter 'max_results': give 1 to \
-             {MAX_MODELS_PER_PAGE}"
-        )));
-    }
-    let clauses = filter::parse_filter(request.filter.as_deref().unwrap_or(""))?;
-    let orders = parse_orders(&request.order_by)?;
-    let offset = decode_offset(request.page_token.as_deref())?;
-
-    let mut models = Vec::new();
-    for model in all_models(&state).await? {
-        if model_matches(&model, &clauses)? {
-            models.push(model);
-        }
-    }
-    sort_models(&mut models, &orders)?;
-
-    let page_size = usize::try_from(page_size).unwrap_or(usize::MAX);
-    let end = offset.saturating_add(page_size).min(models.len());
-    let mut page = Vec::new();
-    for model in models.get(offset.min(end)..end).unwrap_or_default() {
-        page.push(model_json(&state, model).await?);
-    }
-    let mut body = json!({ "registered_models": page });
-    if end < models.len() {
-        body["next_page_token"] = json!(encode_offset(end));
-    }
-    Ok(Json(body))
-}
-
-/// Parses `order_by` terms.
-pub(super) fn parse_orders(terms: &[String]) -> MlflowResult<Vec<SortOrder>> {
-    terms
-        .iter()
-        .map(|text| filter::parse_order_by(text))
-        .collect()
-}
-
-/// Reads every registered model, by name.
-// NOTE: a search reads every model and filters in memory, which suits registries of
-// thousands of models, not millions.
-async fn all_models(state: &AppState) -> MlflowResult<Vec<ModelView>> {
-    let mut models = Vec::new();
-    let mut token = None;
-    loop {
-        let page = state
-            .gates()
-            .list_models(None, MODELS_PER_QUERY, token)
-            .await?;
-        models.extend(page.models);
-        match page.next_page_token {
-            Some(next) => token = Some(next),
-            None => return Ok(models),
-        }
-    }
-}
-
-fn model_matches(model: &ModelView, clauses: &[Clause]) -> MlflowResult<bool> {
-    for clause in clauses {
-        let matched = match (clause.entity, clause.key.as_str()) {
-            (Entity::Attribute, "name") => filter::text_matches(&model.name, clause)?,
-            (Entity::Tag, key) => tag_matches(model.tags.get(key), clause)?,
-            _ => {
-                return Err(MlflowError::invalid(format!(
-                    "invalid filter key '{}' for registered models: use name or tags.KEY",
-                    clause.key
-                )));
-            }
-        };
-        if !matched {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Tests a tag against a clause. A missing tag matches only `!=` and `NOT IN`, because the
-/// MLflow client excludes prompts from every search with ``tags.`mlflow.prompt.is_prompt` !=
-/// 'true'``, which models without that tag must pass.
-pub(super) fn tag_matches(value: Option<&String>, clause: &Clause) -> MlflowResult<bool> {
-    match value {
-        Some(value) => filter::text_matches(value, clause),
-        None => Ok(matches!(
-            clause.operator,
-            filter::Operator::Ne | filter::Operator::NotIn
-        )),
-    }
-}
-
-fn sort_models(models: &mut [ModelView], orders: &[SortOrder]) -> MlflowResult<()> {
-    for order in orders {
-        if order.entity != Entity::Attribute
-            || !matches!(
-                order.key.as_str(),
-                "name" | "creation_timestamp" | "last_updated_timestamp" | "timestamp"
-            )
-        {
-            return Err(MlflowError::invalid(format!(
-                "invalid order_by key '{}' for registered models: use name, \
-                 creation_timestamp or last_updated_timestamp",
-                order.key
-            )));
-        }
-    }
-    models.sort_by(|a, b| {
-        let requested = filter::compare_in_order(orders, |key| match key {
-            "name" => a.name.cmp(&b.name),
-            "creation_timestamp" => a.created_at.cmp(&b.created_at),
-            _ => a.updated_at.cmp(&b.updated_at),
-        });
-        requested.then_with(|| a.name.cmp(&b.name))
-    });
-    Ok(())
 }
 
 /// `POST registered-models/get-latest-versions`: the highest version. Versions here have no

@@ -76,12 +76,28 @@ fn body_object(bytes: &[u8]) -> Result<Value, MlflowError> {
 }
 
 fn decode<T: DeserializeOwned>(value: Value) -> Result<T, MlflowError> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        MlflowError::invalid(format!(
-            "invalid value for parameter `{path}`: {}",
-            error.inner()
-        ))
+    serde_path_to_error::deserialize(value.clone()).map_err(|error| {
+        let problem = error.inner().to_string();
+        let mut path = error.path().to_string();
+        if path == "." {
+            path = failing_field::<T>(&value, &problem).unwrap_or(path);
+        }
+        MlflowError::invalid(format!("invalid value for parameter `{path}`: {problem}"))
+    })
+}
+
+/// Finds the top-level field of `value` that fails alone with `problem`. Fields of flattened
+/// messages lose their path when decoding fails, so this decodes each field on its own.
+fn failing_field<T: DeserializeOwned>(value: &Value, problem: &str) -> Option<String> {
+    let Value::Object(fields) = value else {
+        return None;
+    };
+    fields.iter().find_map(|(key, field)| {
+        let single = Value::Object(Map::from_iter([(key.clone(), field.clone())]));
+        match serde_json::from_value::<T>(single) {
+            Err(error) if error.to_string() == problem => Some(key.clone()),
+            _ => None,
+        }
     })
 }
 
@@ -93,12 +109,7 @@ pub(super) fn lenient_i64<'de, D: Deserializer<'de>>(
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(number)) => number
             .as_i64()
-            .or_else(|| {
-                number
-                    .as_f64()
-                    .filter(|v| v.fract() == 0.0)
-                    .map(|v| v as i64)
-            })
+            .or_else(|| number.as_f64().and_then(whole_i64))
             .map(Some)
             .ok_or_else(|| D::Error::custom(format!("{number} is not a 64-bit integer"))),
         Some(Value::String(text)) => text
@@ -108,6 +119,15 @@ pub(super) fn lenient_i64<'de, D: Deserializer<'de>>(
             .map_err(|_| D::Error::custom(format!("`{text}` is not a 64-bit integer"))),
         Some(other) => Err(D::Error::custom(format!("{other} is not a 64-bit integer"))),
     }
+}
+
+/// Converts a whole number within the range of `i64`, such as `1e3`, and rejects others
+/// rather than saturating.
+fn whole_i64(number: f64) -> Option<i64> {
+    // 2^63 is exact as an f64; every f64 in [-2^63, 2^63) converts to i64 without loss.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let in_range = (-LIMIT..LIMIT).contains(&number);
+    (in_range && number.fract() == 0.0).then_some(number as i64)
 }
 
 /// Deserializes an optional double given as a number, a numeric string, or one of `NaN`,

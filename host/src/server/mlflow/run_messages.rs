@@ -1,5 +1,5 @@
 //! Request messages of the run routes, as MLflow's `service.proto` defines them. Unknown
-//! fields, such as the `model_id` that MLflow 3 clients add to metrics, are ignored.
+//! fields are ignored.
 
 use super::error::MlflowResult;
 use super::experiments::{KeyValue, required};
@@ -49,6 +49,12 @@ pub(super) struct MetricMessage {
     pub(super) timestamp: Option<i64>,
     #[serde(default, deserialize_with = "lenient_i64")]
     pub(super) step: Option<i64>,
+    /// The logged model the value measures, which MLflow 3 clients add.
+    pub(super) model_id: Option<String>,
+    /// Name of the dataset the value was measured on.
+    pub(super) dataset_name: Option<String>,
+    /// Digest of the dataset the value was measured on.
+    pub(super) dataset_digest: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,9 +121,17 @@ pub(super) struct DatasetInputMessage {
 }
 
 #[derive(Debug, Deserialize)]
+pub(super) struct ModelInputMessage {
+    pub(super) model_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
 pub(super) struct LogInputs {
     #[serde(flatten)]
     pub(super) run: RunRef,
     #[serde(default)]
     pub(super) datasets: Vec<DatasetInputMessage>,
+    /// Logged models the run uses, which MLflow 3 clients send.
+    #[serde(default)]
+    pub(super) models: Vec<ModelInputMessage>,
 }

@@ -5,10 +5,18 @@
 //! single metric values. MLflow lets clients write to runs that have ended, which the native
 //! writes reject, so a write that finds its run ended is repeated with the store's MLflow
 //! variant, which accepts any status. Writes to a deleted run fail, as on an MLflow server.
+//!
+//! A metric value that names a logged model (`model_id`) is also recorded for that model, and
+//! `Run` messages carry the models a run used and produced.
 
 use super::error::{MlflowError, MlflowResult};
 use super::experiments::{
     KeyValue, decode_offset, encode_offset, required, resolve, resolve_active,
+};
+use super::keys::check_key;
+use super::logged_models::{
+    MetricModel, add_run_models, check_metric_models, log_model_inputs, log_model_metrics,
+    model_metrics,
 };
 use super::proto::{DEFAULT_EXPERIMENT_ID, artifact_location, metric_json, parse_status};
 use super::request::MlflowRequest;
@@ -41,11 +49,11 @@ const MAX_BATCH_TAGS: usize = 100;
 /// 3.17 enforces it.
 const MAX_BATCH_ITEMS: usize = 1000;
 
-/// Maximum length of a param value, in bytes, as MLflow 3.17 enforces it.
-const MAX_PARAM_VALUE_BYTES: usize = 6000;
+/// Maximum length of a param value, in characters, as MLflow 3.17 enforces it.
+const MAX_PARAM_VALUE_CHARS: usize = 6000;
 
-/// Maximum length of a run tag value, in bytes, as MLflow 3.17 enforces it.
-const MAX_TAG_VALUE_BYTES: usize = 8000;
+/// Maximum length of a run tag value, in characters, as MLflow 3.17 enforces it.
+const MAX_TAG_VALUE_CHARS: usize = 8000;
 
 /// Maximum length of a dataset name, in bytes, as MLflow 3.17 enforces it.
 const MAX_DATASET_NAME_BYTES: usize = 500;
@@ -62,17 +70,6 @@ pub(super) enum ViewType {
     ActiveOnly,
     DeletedOnly,
     All,
-}
-
-impl ViewType {
-    /// Returns whether the view includes records in `stage`.
-    pub(super) fn includes(self, stage: LifecycleStage) -> bool {
-        match self {
-            Self::ActiveOnly => stage == LifecycleStage::Active,
-            Self::DeletedOnly => stage == LifecycleStage::Deleted,
-            Self::All => true,
-        }
-    }
 }
 
 /// Parses MLflow's `ViewType` by name; none is `ACTIVE_ONLY`.
@@ -157,10 +154,16 @@ async fn run_message(state: &AppState, loaded: &LoadedRun) -> MlflowResult<Value
             .remove(&run_id)
             .unwrap_or_default(),
     };
-    Ok(run_json(&loaded.head(), &body))
+    let mut messages = [run_json(&loaded.head(), &body)];
+    add_run_models(state, &mut messages).await?;
+    let [message] = messages;
+    Ok(message)
 }
 
 /// `POST runs/create`.
+// NOTE: a nested run's `mlflow.parentRunId` tag is stored as a tag only. runledger keeps a run's
+// parent solely in the OpenLineage run record, which also needs an OpenLineage job, so the
+// child's lineage shows no parent.
 pub(super) async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -262,8 +265,11 @@ pub(super) async fn log_metric(
     MlflowRequest(request): MlflowRequest<LogMetric>,
 ) -> MlflowResult<Json<Value>> {
     let run_id = request.run.id()?;
+    let model = MetricModel::of(&request.metric);
     let metric = new_metric(request.metric)?;
+    let for_models = model_metrics(vec![model], std::slice::from_ref(&metric));
     load_active(&state, &run_id).await?;
+    check_metric_models(&state, &for_models).await?;
     let written = state
         .writer()
         .log_metrics(run_id.clone(), vec![metric.clone()])
@@ -278,6 +284,7 @@ pub(super) async fn log_metric(
         }
         other => other?,
     }
+    log_model_metrics(&state, &run_id, &for_models).await?;
     Ok(Json(json!({})))
 }
 
@@ -348,6 +355,7 @@ pub(super) async fn log_batch(
 ) -> MlflowResult<Json<Value>> {
     let run_id = request.run.id()?;
     check_batch_sizes(&request.metrics, &request.params, &request.tags)?;
+    let models: Vec<MetricModel> = request.metrics.iter().map(MetricModel::of).collect();
     let metrics = request
         .metrics
         .into_iter()
@@ -361,17 +369,24 @@ pub(super) async fn log_batch(
         params.push((key, value));
     }
     let tags = tag_pairs(request.tags)?;
+    let for_models = model_metrics(models, &metrics);
+    check_metric_models(&state, &for_models).await?;
     let batch = RunBatch {
         metrics,
         params,
         tags,
     };
     write_batch(&state, &run_id, &batch).await?;
+    log_model_metrics(&state, &run_id, &for_models).await?;
     Ok(Json(json!({})))
 }
 
 /// Writes a batch to a run that is not deleted, whatever its status.
-async fn write_batch(state: &AppState, run_id: &str, batch: &RunBatch) -> MlflowResult<()> {
+pub(super) async fn write_batch(
+    state: &AppState,
+    run_id: &str,
+    batch: &RunBatch,
+) -> MlflowResult<()> {
     load_active(state, run_id).await?;
     match state.store().log_run_batch(run_id, batch).await {
         Err(StoreError::RunEnded { .. }) => {
@@ -398,25 +413,24 @@ pub(super) async fn metric_history(
     let offset = decode_offset(request.page_token.as_deref())?;
     load(&state, &run_id).await?;
 
-    let history = state.store().metric_history(&run_id, &key).await?;
-    let page_size = usize::try_from(page_size).unwrap_or(usize::MAX);
-    let end = offset.saturating_add(page_size).min(history.len());
-    let metrics: Vec<Value> = history
-        .get(offset.min(end)..end)
-        .unwrap_or_default()
-        .iter()
-        .map(metric_json)
-        .collect();
+    // One row past the page shows whether another page follows. The cap keeps the SQL limit
+    // within a 64-bit signed integer and is larger than any metric's history.
+    let page_size = (page_size as u64).min(u64::from(u32::MAX));
+    let mut history = state
+        .store()
+        .mlflow_metric_history_page(&run_id, &key, offset as u64, page_size + 1)
+        .await?;
+    let more = history.len() as u64 > page_size;
+    history.truncate(page_size as usize);
+    let metrics: Vec<Value> = history.iter().map(metric_json).collect();
     let mut body = json!({ "metrics": metrics });
-    if end < history.len() {
-        body["next_page_token"] = json!(encode_offset(end));
+    if more {
+        body["next_page_token"] = json!(encode_offset(offset + history.len()));
     }
     Ok(Json(body))
 }
 
-/// `POST runs/log-inputs`: datasets become lineage inputs of the run.
-///
-/// NOTE: model inputs (`models`), which MLflow 3 logs for logged models, are ignored.
+/// `POST runs/log-inputs`: datasets and logged models become lineage inputs of the run.
 pub(super) async fn log_inputs(
     State(state): State<AppState>,
     MlflowRequest(request): MlflowRequest<LogInputs>,
@@ -429,6 +443,8 @@ pub(super) async fn log_inputs(
         .collect::<MlflowResult<Vec<_>>>()?;
     load_active(&state, &run_id).await?;
     state.store().mlflow_log_inputs(&run_id, &inputs).await?;
+    let models = request.models.into_iter().map(|model| model.model_id);
+    log_model_inputs(&state, &run_id, models.collect()).await?;
     Ok(Json(json!({})))
 }
 
@@ -458,7 +474,7 @@ fn dataset_input(message: DatasetInputMessage) -> MlflowResult<NewDatasetInput> 
 
 fn new_metric(message: MetricMessage) -> MlflowResult<NewMetric> {
     let key = required(message.key, "key")?;
-    validate_key("key", &key).map_err(MlflowError::from)?;
+    check_key("key", &key)?;
     Ok(NewMetric {
         step_run_id: None,
         value: required(message.value, "value")?,
@@ -511,24 +527,24 @@ fn check_batch_sizes(
 }
 
 fn check_param(key: &str, value: &str) -> MlflowResult<()> {
-    validate_key("key", key).map_err(MlflowError::from)?;
-    if value.len() > MAX_PARAM_VALUE_BYTES {
-        return Err(MlflowError::invalid(format!(
-            "the value of param '{key}' is {} bytes, longer than the limit of \
-             {MAX_PARAM_VALUE_BYTES}",
-            value.len()
-        )));
-    }
-    Ok(())
+    check_key("key", key)?;
+    check_value_length("param", key, value, MAX_PARAM_VALUE_CHARS)
 }
 
-fn check_tag(key: &str, value: &str) -> MlflowResult<()> {
-    validate_key("key", key).map_err(MlflowError::from)?;
-    if value.len() > MAX_TAG_VALUE_BYTES {
+/// Checks a run tag's key and the length of its value.
+pub(super) fn check_tag(key: &str, value: &str) -> MlflowResult<()> {
+    check_key("key", key)?;
+    check_value_length("tag", key, value, MAX_TAG_VALUE_CHARS)
+}
+
+/// Checks that the value of the param or tag `key` has at most `limit` characters, which is
+/// how MLflow counts.
+fn check_value_length(what: &str, key: &str, value: &str, limit: usize) -> MlflowResult<()> {
+    let length = value.chars().count();
+    if length > limit {
         return Err(MlflowError::invalid(format!(
-            "the value of tag '{key}' is {} bytes, longer than the limit of \
-             {MAX_TAG_VALUE_BYTES}",
-            value.len()
+            "the value of {what} '{key}' is {length} characters long; the limit is {limit}: \
+             shorten it"
         )));
     }
     Ok(())

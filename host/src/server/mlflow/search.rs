@@ -1,21 +1,23 @@
 //! `POST runs/search`: MLflow's filter and order_by translated into the store's typed run
-//! search, paged with the store's keyset page tokens.
+//! search, which filters, orders and pages the runs in one SQL query per page, with keyset
+//! page tokens.
 //!
-//! Deleted runs are filtered after the query, so a page may need several queries. Every run
-//! a query returns is either on the page or skipped, so the cursor after the last query is
-//! the position where the next page starts.
+//! The order follows MLflow's server: the requested keys, then `start_time` descending unless
+//! a key names it, then the run id ascending. The lifecycle view is a condition of the query,
+//! so deleted runs never cost a read.
 
-use super::error::{MlflowError, MlflowResult};
-use super::filter::{self, Clause, Entity, Literal, Operator, SortOrder};
+use super::error::{MlflowCode, MlflowError, MlflowResult};
+use super::filter::{self, Entity, SortOrder};
 use super::proto::{artifact_location, experiment_id};
 use super::request::{MlflowRequest, lenient_i64, string_list};
+use super::run_filter::{translate, translate_key_alias};
 use super::runs::{ViewType, experiment_for_search, parse_view_type};
 use super::view::{RunBody, RunHead, run_json};
 use crate::server::state::AppState;
 use crate::store::mlflow::{Experiment, LifecycleStage};
 use crate::store::{
-    CompareOp, Comparison, Cursor, MAX_PAGE_SIZE, RunSearch, RunSummary, SortKey, SortTerm,
-    TextAttribute, TextMatch, TimeAttribute,
+    Comparison, Cursor, MAX_PAGE_SIZE, RunSearch, RunSummary, SortKey, SortTerm, TextAttribute,
+    TextMatch, TieOrder, TimeAttribute,
 };
 use axum::Json;
 use axum::extract::State;
@@ -59,19 +61,7 @@ pub(super) async fn search_runs(
         return Ok(Json(json!({ "runs": [] })));
     }
 
-    let mut conditions = vec![Comparison::Text {
-        attribute: TextAttribute::Project,
-        test: TextMatch::In(experiments.keys().cloned().collect()),
-    }];
-    for clause in filter::parse_filter(request.filter.as_deref().unwrap_or(""))? {
-        conditions.extend(translate(&clause)?);
-    }
-    let order = request
-        .order_by
-        .iter()
-        .map(|text| filter::parse_order_by(text).and_then(|order| sort_key(&order)))
-        .collect::<MlflowResult<Vec<_>>>()?;
-    let mut search = RunSearch::new(conditions, order, MAX_PAGE_SIZE);
+    let mut search = build_search(&request, &experiments, view)?;
     if let Some(token) = request
         .page_token
         .as_deref()
@@ -83,7 +73,7 @@ pub(super) async fn search_runs(
     }
 
     let limit = usize::try_from(max_results).unwrap_or(usize::MAX);
-    let (found, more) = collect(&state, &mut search, view, limit).await?;
+    let (found, more) = collect(&state, &mut search, limit).await?;
     let runs = run_messages(&state, &found, &experiments).await?;
     let mut body = json!({ "runs": runs });
     if more && let Some(cursor) = &search.after {
@@ -92,30 +82,80 @@ pub(super) async fn search_runs(
     Ok(Json(body))
 }
 
-/// Reads pages until `limit` runs in `view` are found or none are left. Returns the runs
-/// with their stages, and whether more runs may follow.
+/// Builds the store's search: the experiments, the lifecycle view, the filter and the order.
+fn build_search(
+    request: &SearchRuns,
+    experiments: &HashMap<String, Experiment>,
+    view: ViewType,
+) -> MlflowResult<RunSearch> {
+    // Both tests name the same projects. PostgreSQL starts from the runs' (project_id,
+    // started_at) index only with the id test, and SQLite only with the name test, which
+    // makes it read the one project first.
+    let project_ids = experiments
+        .values()
+        .map(|experiment| experiment.project.id)
+        .collect();
+    let mut conditions = vec![
+        Comparison::ProjectIn(project_ids),
+        Comparison::Text {
+            attribute: TextAttribute::Project,
+            test: TextMatch::In(experiments.keys().cloned().collect()),
+        },
+    ];
+    match view {
+        ViewType::ActiveOnly => conditions.push(Comparison::InTrash(false)),
+        ViewType::DeletedOnly => conditions.push(Comparison::InTrash(true)),
+        ViewType::All => {}
+    }
+    let roots: Vec<(String, String)> = experiments
+        .iter()
+        .map(|(project, experiment)| (project.clone(), artifact_location(experiment)))
+        .collect();
+    for clause in filter::parse_filter(request.filter.as_deref().unwrap_or(""))? {
+        conditions.extend(translate(&clause, &roots)?);
+    }
+
+    let mut search = RunSearch::new(conditions, run_order(&request.order_by)?, MAX_PAGE_SIZE);
+    search.ties = TieOrder::Ascending;
+    Ok(search)
+}
+
+/// Translates `order_by` into sort keys, with MLflow's `start_time DESC` appended unless a
+/// term orders by it. A key given twice is rejected, as on an MLflow server.
+fn run_order(terms: &[String]) -> MlflowResult<Vec<SortKey>> {
+    let mut keys: Vec<SortKey> = Vec::with_capacity(terms.len() + 1);
+    for text in terms {
+        let key = sort_key(&filter::parse_order_by(text)?)?;
+        if keys.iter().any(|earlier| earlier.term == key.term) {
+            return Err(MlflowError::invalid(format!(
+                "order_by contains the key of '{text}' twice; give each key once"
+            )));
+        }
+        keys.push(key);
+    }
+    let start_time = SortTerm::Time(TimeAttribute::StartedAt);
+    if !keys.iter().any(|key| key.term == start_time) {
+        keys.push(SortKey {
+            term: start_time,
+            descending: true,
+        });
+    }
+    Ok(keys)
+}
+
+/// Reads pages until `limit` runs are found or none are left. Returns the runs and whether
+/// more may follow; `search.after` is then the position after the last run returned.
 async fn collect(
     state: &AppState,
     search: &mut RunSearch,
-    view: ViewType,
     limit: usize,
-) -> MlflowResult<(Vec<(RunSummary, LifecycleStage)>, bool)> {
+) -> MlflowResult<(Vec<RunSummary>, bool)> {
     let mut found = Vec::new();
     loop {
         let remaining = (limit - found.len()) as u64;
         search.page_size = remaining.min(MAX_PAGE_SIZE);
         let page = state.store().search_runs(search).await?;
-        let ids: Vec<String> = page.runs.iter().map(|run| run.id.clone()).collect();
-        let stages = state.store().mlflow_deleted_runs(&ids).await?;
-        for run in page.runs {
-            let stage = stages
-                .get(&run.id)
-                .copied()
-                .unwrap_or(LifecycleStage::Active);
-            if view.includes(stage) {
-                found.push((run, stage));
-            }
-        }
+        found.extend(page.runs);
         let Some(next) = page.next else {
             return Ok((found, false));
         };
@@ -126,25 +166,31 @@ async fn collect(
     }
 }
 
-/// Builds the `Run` messages of a page, reading metrics and inputs for all runs at once.
+/// Builds the `Run` messages of a page, reading stages, metrics and inputs for all runs at
+/// once.
 async fn run_messages(
     state: &AppState,
-    found: &[(RunSummary, LifecycleStage)],
+    found: &[RunSummary],
     experiments: &HashMap<String, Experiment>,
 ) -> MlflowResult<Vec<Value>> {
-    let ids: Vec<String> = found.iter().map(|(run, _)| run.id.clone()).collect();
+    let ids: Vec<String> = found.iter().map(|run| run.id.clone()).collect();
+    let stages = state.store().mlflow_deleted_runs(&ids).await?;
     let mut metrics = state.store().mlflow_latest_metrics(&ids).await?;
     let mut inputs = state.store().mlflow_dataset_inputs(&ids).await?;
     let mut messages = Vec::with_capacity(found.len());
-    for (run, stage) in found {
+    for run in found {
         let Some(experiment) = experiments.get(&run.project) else {
             continue;
         };
+        let stage = stages
+            .get(&run.id)
+            .copied()
+            .unwrap_or(LifecycleStage::Active);
         let head = RunHead::of_summary(
             run,
             experiment_id(&experiment.project),
             artifact_location(experiment),
-            *stage,
+            stage,
         );
         let body = RunBody {
             params: run.params.clone(),
@@ -154,6 +200,7 @@ async fn run_messages(
         };
         messages.push(run_json(&head, &body));
     }
+    super::logged_models::add_run_models(state, &mut messages).await?;
     Ok(messages)
 }
 
@@ -168,156 +215,11 @@ async fn experiments_by_project(
             Ok(experiment) => {
                 experiments.insert(experiment.project.name.clone(), experiment);
             }
-            Err(error) if error.code == super::MlflowCode::ResourceDoesNotExist => {}
+            Err(error) if error.code == MlflowCode::ResourceDoesNotExist => {}
             Err(error) => return Err(error),
         }
     }
     Ok(experiments)
-}
-
-/// Translates one MLflow comparison into the store's conditions, all of which must hold.
-fn translate(clause: &Clause) -> MlflowResult<Vec<Comparison>> {
-    match clause.entity {
-        Entity::Metric => Ok(vec![Comparison::Metric {
-            key: clause.key.clone(),
-            op: numeric_operator(clause)?,
-            value: number(clause)?,
-        }]),
-        Entity::Param => text_tests(clause, |test| Comparison::Param {
-            key: clause.key.clone(),
-            test,
-        }),
-        Entity::Tag => text_tests(clause, |test| Comparison::Tag {
-            key: clause.key.clone(),
-            test,
-        }),
-        Entity::Attribute => attribute(clause),
-        Entity::Dataset => Err(MlflowError::invalid(format!(
-            "filtering on datasets.{} is not supported by this server; filter on metrics, \
-             params, tags or attributes",
-            clause.key
-        ))),
-    }
-}
-
-fn attribute(clause: &Clause) -> MlflowResult<Vec<Comparison>> {
-    let text =
-        |attribute: TextAttribute| text_tests(clause, |test| Comparison::Text { attribute, test });
-    let time = |attribute: TimeAttribute| -> MlflowResult<Vec<Comparison>> {
-        Ok(vec![Comparison::Time {
-            attribute,
-            op: numeric_operator(clause)?,
-            value: number(clause)? as i64,
-        }])
-    };
-    match clause.key.as_str() {
-        "run_id" => text(TextAttribute::RunId),
-        "run_name" => text(TextAttribute::Name),
-        "user_id" => text(TextAttribute::User),
-        "status" => status(clause),
-        "start_time" | "created" => time(TimeAttribute::StartedAt),
-        "end_time" => time(TimeAttribute::EndedAt),
-        other => Err(MlflowError::invalid(format!(
-            "invalid attribute key '{other}': filter on run_id, run_name, user_id, status, \
-             start_time or end_time"
-        ))),
-    }
-}
-
-/// Translates a status comparison, whose MLflow names map to one or two run statuses.
-fn status(clause: &Clause) -> MlflowResult<Vec<Comparison>> {
-    let names: Vec<String> = match &clause.value {
-        Literal::Text(name) => vec![name.clone()],
-        Literal::List(names) => names.clone(),
-        Literal::Number(_) => {
-            return Err(MlflowError::invalid(
-                "status is compared with a quoted status name",
-            ));
-        }
-    };
-    let mut statuses = Vec::new();
-    for name in &names {
-        for status in super::proto::parse_status(name)? {
-            statuses.push(status.to_string());
-        }
-    }
-    let attribute = TextAttribute::Status;
-    match clause.operator {
-        Operator::Eq | Operator::In => Ok(vec![Comparison::Text {
-            attribute,
-            test: TextMatch::In(statuses),
-        }]),
-        Operator::Ne | Operator::NotIn => Ok(statuses
-            .into_iter()
-            .map(|status| Comparison::Text {
-                attribute,
-                test: TextMatch::Ne(status),
-            })
-            .collect()),
-        _ => Err(MlflowError::invalid(
-            "status is compared with =, !=, IN or NOT IN",
-        )),
-    }
-}
-
-/// Translates a text comparison. `NOT IN` becomes one `!=` per value.
-fn text_tests(
-    clause: &Clause,
-    condition: impl Fn(TextMatch) -> Comparison,
-) -> MlflowResult<Vec<Comparison>> {
-    let text = || match &clause.value {
-        Literal::Text(text) => Ok(text.clone()),
-        _ => Err(MlflowError::invalid(format!(
-            "the value compared with '{}' must be a quoted string",
-            clause.key
-        ))),
-    };
-    let list = || match &clause.value {
-        Literal::List(items) => Ok(items.clone()),
-        _ => Err(MlflowError::invalid(
-            "IN takes a parenthesized list of strings",
-        )),
-    };
-    let tests = match clause.operator {
-        Operator::Eq => vec![TextMatch::Eq(text()?)],
-        Operator::Ne => vec![TextMatch::Ne(text()?)],
-        Operator::Like => vec![TextMatch::Like(text()?)],
-        Operator::ILike => vec![TextMatch::ILike(text()?)],
-        Operator::In => vec![TextMatch::In(list()?)],
-        Operator::NotIn => list()?.into_iter().map(TextMatch::Ne).collect(),
-        _ => {
-            return Err(MlflowError::invalid(format!(
-                "'{}' is compared as text: use =, !=, LIKE, ILIKE, IN or NOT IN",
-                clause.key
-            )));
-        }
-    };
-    Ok(tests.into_iter().map(condition).collect())
-}
-
-fn numeric_operator(clause: &Clause) -> MlflowResult<CompareOp> {
-    match clause.operator {
-        Operator::Eq => Ok(CompareOp::Eq),
-        Operator::Ne => Ok(CompareOp::Ne),
-        Operator::Lt => Ok(CompareOp::Lt),
-        Operator::Le => Ok(CompareOp::Le),
-        Operator::Gt => Ok(CompareOp::Gt),
-        Operator::Ge => Ok(CompareOp::Ge),
-        _ => Err(MlflowError::invalid(format!(
-            "'{}' is compared as a number: use =, !=, <, <=, > or >=",
-            clause.key
-        ))),
-    }
-}
-
-fn number(clause: &Clause) -> MlflowResult<f64> {
-    match clause.value {
-        Literal::Number(value) => Ok(value),
-        _ => Err(MlflowError::invalid(format!(
-            "the value compared with '{}' must be a number",
-            clause.key
-        ))),
-    }
 }
 
 fn sort_key(order: &SortOrder) -> MlflowResult<SortKey> {
@@ -325,8 +227,8 @@ fn sort_key(order: &SortOrder) -> MlflowResult<SortKey> {
         Entity::Metric => SortTerm::Metric(order.key.clone()),
         Entity::Param => SortTerm::Param(order.key.clone()),
         Entity::Tag => SortTerm::Tag(order.key.clone()),
-        Entity::Attribute => match order.key.as_str() {
-            "start_time" | "created" => SortTerm::Time(TimeAttribute::StartedAt),
+        Entity::Attribute => match translate_key_alias(&order.key) {
+            "start_time" => SortTerm::Time(TimeAttribute::StartedAt),
             "end_time" => SortTerm::Time(TimeAttribute::EndedAt),
             "run_name" => SortTerm::Text(TextAttribute::Name),
             "run_id" => SortTerm::Text(TextAttribute::RunId),
@@ -340,13 +242,38 @@ fn sort_key(order: &SortOrder) -> MlflowResult<SortKey> {
             }
         },
         Entity::Dataset => {
-            return Err(MlflowError::invalid(
-                "ordering by datasets is not supported by this server",
-            ));
+            return Err(MlflowError::invalid(format!(
+                "invalid order_by key 'datasets.{}': runs cannot be ordered by their datasets; \
+                 order by an attribute, metric, param or tag",
+                order.key
+            )));
         }
     };
     Ok(SortKey {
         term,
         descending: order.descending,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_ends_with_start_time_descending() {
+        let keys = run_order(&["metrics.loss".to_owned()]).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[1].term, SortTerm::Time(TimeAttribute::StartedAt));
+        assert!(keys[1].descending);
+
+        let keys = run_order(&["attributes.created ASC".to_owned()]).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert!(!keys[0].descending);
+    }
+
+    #[test]
+    fn order_rejects_a_key_given_twice() {
+        let terms = ["params.lr".to_owned(), "params.lr DESC".to_owned()];
+        assert!(run_order(&terms).is_err());
+    }
 }

@@ -39,6 +39,21 @@ pub struct PolicyDecisionRow {
     pub decision: String,
     /// The policy's explanation.
     pub reason: String,
+    /// What a `pending` decision waits for; `None` for the other decisions and for decisions
+    /// recorded before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needed: Option<StoredNeed>,
+}
+
+/// The approvals a pending policy decision still waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredNeed {
+    /// How many more approvals the policy needs.
+    pub count: u32,
+    /// The lowest role an approver must hold.
+    pub role: String,
+    /// The policy's own reason, without the count and role.
+    pub reason: String,
 }
 
 /// The combined outcome of every policy on a promotion.
@@ -271,13 +286,16 @@ impl DecisionContext<'_> {
     }
 
     fn decided(&self, decision: &PolicyDecisionRow) -> Entry {
-        let detail = json!({
+        let mut detail = json!({
             "plugin": decision.plugin,
             "plugin_digest": decision.plugin_digest,
             "decision": decision.decision,
             "reason": decision.reason,
             "triggered_by": self.triggered_by,
         });
+        if let Some(needed) = &decision.needed {
+            detail["needed"] = json!(needed);
+        }
         self.entry(AuditAction::PolicyDecided).detail(detail)
     }
 }

@@ -17,6 +17,8 @@ mod m20261204_000009_create_external_steps;
 mod m20261204_000010_narrow_step_metric_index;
 mod m20261204_000011_create_governance;
 mod m20261204_000012_mlflow;
+mod m20261205_000013_mlflow_logged_models;
+mod m20261205_000014_index_mlflow_run_order;
 
 /// The list of runledger's migrations.
 #[derive(Debug)]
@@ -38,6 +40,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_narrow_step_metric_index::Migration),
             Box::new(m20261204_000011_create_governance::Migration),
             Box::new(m20261204_000012_mlflow::Migration),
+            Box::new(m20261205_000013_mlflow_logged_models::Migration),
+            Box::new(m20261205_000014_index_mlflow_run_order::Migration),
         ]
     }
 }

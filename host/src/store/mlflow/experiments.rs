@@ -220,7 +220,8 @@ impl Store {
     }
 }
 
-async fn describe(
+/// Builds the experiment of a project from its lifecycle row and tags.
+pub(super) async fn describe(
     db: &impl ConnectionTrait,
     project: project::Model,
 ) -> Result<Experiment, StoreError> {

@@ -4,13 +4,15 @@
 use super::LifecycleStage;
 use super::entity::run_state;
 use crate::store::entity::run::{self, RunStatus};
-use crate::store::entity::{latest_metric, run_artifact};
+use crate::store::entity::{latest_metric, metric, run_artifact};
+use crate::store::lineage::{self, NewEdge, Node};
 use crate::store::{
     LinkedArtifact, MetricPoint, RunBatch, Store, StoreError, batch, metrics, now_ms, params, runs,
 };
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use std::collections::HashMap;
 
@@ -112,6 +114,28 @@ impl Store {
         Ok(())
     }
 
+    /// Returns up to `limit` values of metric `key` of a run after skipping `offset`, in the
+    /// order of [`Store::metric_history`]: by step, then timestamp, then insertion.
+    pub async fn mlflow_metric_history_page(
+        &self,
+        run_id: &str,
+        key: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<MetricPoint>, StoreError> {
+        let rows = metric::Entity::find()
+            .filter(metric::Column::RunId.eq(run_id))
+            .filter(metric::Column::Key.eq(key))
+            .order_by_asc(metric::Column::Step)
+            .order_by_asc(metric::Column::TimestampMs)
+            .order_by_asc(metric::Column::Id)
+            .offset(offset)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(MetricPoint::from).collect())
+    }
+
     /// Returns the latest value of every metric of each of `run_ids`, by run.
     pub async fn mlflow_latest_metrics(
         &self,
@@ -136,7 +160,8 @@ impl Store {
     }
 
     /// Names an artifact as the run-level output `path` of a run, replacing the artifact an
-    /// earlier upload stored under that path. The artifact's metadata must be recorded.
+    /// earlier upload stored under that path, and records the lineage edge from the run to the
+    /// artifact. The artifact's metadata must be recorded.
     pub async fn mlflow_put_artifact(
         &self,
         run_id: &str,
@@ -175,6 +200,13 @@ impl Store {
                     .await?;
             }
         }
+
+        let edge = NewEdge {
+            run_id: run_id.to_owned(),
+            source: Node::run(run_id),
+            target: Node::artifact(digest),
+        };
+        lineage::record_edges(&transaction, &[edge], Some(run_id)).await?;
         transaction.commit().await?;
         Ok(())
     }

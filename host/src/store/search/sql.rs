@@ -3,7 +3,7 @@
 
 use super::{
     CompareOp, Comparison, Cursor, RunSearch, RunSummary, SortKey, SortTerm, SortValue,
-    TextAttribute, TextMatch, TimeAttribute, ValueKind,
+    TextAttribute, TextMatch, TieOrder, TimeAttribute, ValueKind, mlflow,
 };
 use crate::store::StoreError;
 use crate::store::entity::{latest_metric, pipeline, project, run, run_param, run_tag};
@@ -45,7 +45,10 @@ pub(super) fn page_query(
         }
         sort_exprs.push(expr);
     }
-    let id_descending = keys.last().is_some_and(|key| key.descending);
+    let id_descending = match search.ties {
+        TieOrder::LastKey => keys.last().is_some_and(|key| key.descending),
+        TieOrder::Ascending => false,
+    };
     let id_order = if id_descending {
         Order::Desc
     } else {
@@ -173,6 +176,11 @@ fn time_attribute(attribute: TimeAttribute) -> Expr {
         TimeAttribute::CreatedAt => run::Column::CreatedAt,
         TimeAttribute::StartedAt => run::Column::StartedAt,
         TimeAttribute::EndedAt => run::Column::EndedAt,
+        // NULL when either end is missing, so unfinished runs sort last like other nulls.
+        TimeAttribute::Duration => {
+            return Expr::col((run::Entity, run::Column::EndedAt))
+                .sub(Expr::col((run::Entity, run::Column::StartedAt)));
+        }
     };
     Expr::col((run::Entity, column))
 }
@@ -222,6 +230,31 @@ fn comparison_expr(comparison: &Comparison, backend: DbBackend) -> Expr {
             op,
             value,
         } => compare(time_attribute(*attribute), *op, Expr::val(*value)),
+        Comparison::ParamExists { key, exists } => mlflow::key_exists(
+            run_param::Entity,
+            run_param::Column::RunId,
+            run_param::Column::Key,
+            key,
+            *exists,
+        ),
+        Comparison::TagExists { key, exists } => mlflow::key_exists(
+            run_tag::Entity,
+            run_tag::Column::RunId,
+            run_tag::Column::Key,
+            key,
+            *exists,
+        ),
+        Comparison::Dataset {
+            field,
+            test,
+            negated,
+        } => mlflow::dataset(*field, test, *negated, backend),
+        Comparison::ProjectIn(ids) if ids.is_empty() => Expr::val(1).eq(0),
+        Comparison::ProjectIn(ids) => {
+            Expr::col((run::Entity, run::Column::ProjectId)).is_in(ids.iter().copied())
+        }
+        Comparison::InTrash(deleted) => mlflow::in_trash(*deleted),
+        Comparison::ArtifactUri { roots, test } => mlflow::artifact_uri(roots, test, backend),
     }
 }
 
@@ -260,7 +293,12 @@ fn compare(left: Expr, op: CompareOp, right: Expr) -> Expr {
 
 /// Builds a text test on `column`. With `indexed`, equality tests also compare the value
 /// prefix that the `(key, substr(value))` indexes contain, so the databases use them.
-fn text_condition(column: Expr, test: &TextMatch, backend: DbBackend, indexed: bool) -> Expr {
+pub(crate) fn text_condition(
+    column: Expr,
+    test: &TextMatch,
+    backend: DbBackend,
+    indexed: bool,
+) -> Expr {
     match test {
         TextMatch::Eq(text) => {
             let equal = column.clone().eq(text.as_str());

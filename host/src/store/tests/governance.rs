@@ -67,6 +67,7 @@ fn decision(plugin: &str, decision: &str, reason: &str) -> PolicyDecisionRow {
         plugin_digest: digest('d'),
         decision: decision.to_owned(),
         reason: reason.to_owned(),
+        needed: None,
     }
 }
 

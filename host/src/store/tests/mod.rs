@@ -10,6 +10,8 @@ mod governance;
 mod ingest;
 mod lineage;
 mod metrics;
+mod mlflow_logged_models;
+mod mlflow_search;
 mod runs;
 mod steps;
 mod tokens;
