@@ -1,7 +1,32 @@
-//! Records the wasmtime version from Cargo.lock, so runs and cache keys name the exact runtime.
+//! Records the wasmtime version from Cargo.lock, so runs and cache keys name the exact runtime,
+//! and embeds the web UI: every source file under `ui/` plus the chosen files of the npm
+//! libraries in `ui/node_modules`, which `cargo xtask setup` installs.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Files of `ui/node_modules` that the UI loads, by the path they are served under below
+/// `/ui/`. Each library ships an ES module and a minified script that sets a global.
+const VENDOR_FILES: &[(&str, &str)] = &[
+    ("vendor/uplot.esm.js", "uplot/dist/uPlot.esm.js"),
+    ("vendor/uplot.min.js", "uplot/dist/uPlot.iife.min.js"),
+    ("vendor/uplot.min.css", "uplot/dist/uPlot.min.css"),
+    ("vendor/uplot.LICENSE.txt", "uplot/LICENSE"),
+    ("vendor/dagre.esm.js", "@dagrejs/dagre/dist/dagre.esm.js"),
+    ("vendor/dagre.min.js", "@dagrejs/dagre/dist/dagre.min.js"),
+    ("vendor/dagre.LICENSE.txt", "@dagrejs/dagre/LICENSE"),
+];
+
+/// Files under `ui/` that describe the npm install and are not served.
+const NOT_SERVED: &[&str] = &["package.json", "package-lock.json"];
 
 fn main() {
-    let lock_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    record_wasmtime_version();
+    embed_ui();
+}
+
+fn record_wasmtime_version() {
+    let lock_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
     println!("cargo::rerun-if-changed={}", lock_path.display());
     let lock = std::fs::read_to_string(&lock_path).unwrap_or_default();
     let version = lock
@@ -15,4 +40,70 @@ fn main() {
         .map(|quoted| quoted.trim_matches('"').to_owned())
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo::rustc-env=RUNLEDGER_WASMTIME_VERSION={version}");
+}
+
+/// Writes `ui_assets.rs` to `OUT_DIR`: a table of `(served path, include_bytes!(file))` and
+/// the list of vendor files that were missing. A missing `node_modules` leaves the vendor files
+/// out, so the build succeeds and the UI shows a notice to run `cargo xtask setup`.
+fn embed_ui() {
+    let ui_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+    // A directory here makes cargo rerun the script when any file below it changes or appears.
+    println!("cargo::rerun-if-changed={}", ui_dir.display());
+
+    let mut assets = Vec::new();
+    collect_sources(&ui_dir, &ui_dir, &mut assets);
+    let mut missing = Vec::new();
+    let modules = ui_dir.join("node_modules");
+    for (served, source) in VENDOR_FILES {
+        let file = modules.join(source);
+        if file.is_file() {
+            assets.push(((*served).to_owned(), file));
+        } else {
+            missing.push(*served);
+        }
+    }
+    assets.sort();
+
+    let mut code = String::from("/// Embedded UI files by path below `/ui/`.\n");
+    code.push_str("pub(crate) static ASSETS: &[(&str, &[u8])] = &[\n");
+    for (served, file) in &assets {
+        let _ = writeln!(
+            code,
+            "    ({served:?}, include_bytes!({:?})),",
+            file.display()
+        );
+    }
+    code.push_str("];\n/// Vendor files that were missing from `ui/node_modules` at build time.\n");
+    let _ = writeln!(
+        code,
+        "pub(crate) static MISSING_VENDOR_FILES: &[&str] = &{missing:?};"
+    );
+
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out_dir.join("ui_assets.rs"), code).expect("write ui_assets.rs");
+}
+
+/// Adds every file below `dir` except `node_modules`, hidden files and the npm manifests.
+fn collect_sources(root: &Path, dir: &Path, assets: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == "node_modules" {
+            continue;
+        }
+        if path.is_dir() {
+            collect_sources(root, &path, assets);
+            continue;
+        }
+        let Ok(relative) = path.strip_prefix(root) else {
+            continue;
+        };
+        let served = relative.to_string_lossy().replace('\\', "/");
+        if !NOT_SERVED.contains(&served.as_str()) {
+            assets.push((served, path));
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! Tests that drive the binary also need `cargo build -p runledger`.
 
 pub mod server;
+pub mod web_ui;
 
 use runledger::engine::StoreArtifactIo;
 use runledger::runtime::{

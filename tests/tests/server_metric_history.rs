@@ -102,6 +102,21 @@ async fn long_history_keeps_extremes(backend: Backend) {
         .collect();
     assert!(values.contains(&-5.0));
     assert!(values.contains(&9.0));
+
+    // A budget close to the series' length takes the streaming path on every backend.
+    let uri = format!("/api/v1/runs/{run_id}/metrics/loss/history?max_points=20000");
+    let body = app.get(&uri).await.json();
+    let steps = steps_of(&body["points"]);
+    assert!(steps.len() <= 20_000, "{} points", steps.len());
+    assert!(steps.len() >= 19_000, "only {} points", steps.len());
+    assert!(
+        steps.contains(&MIN_STEP),
+        "global minimum missing when streaming"
+    );
+    assert!(
+        steps.contains(&MAX_STEP),
+        "global maximum missing when streaming"
+    );
 }
 
 #[tokio::test]

@@ -1,24 +1,30 @@
 //! Project automation for runledger: `cargo xtask <command>`.
 //!
-//! - `setup` installs what the build and the tests need: the wasm32-wasip2 Rust target, and a
-//!   Python venv at `target/venv` with schemathesis, openapi-spec-validator and the OpenLineage
-//!   client at pinned versions.
+//! - `setup` installs what the build and the tests need: the wasm32-wasip2 Rust target, the web
+//!   UI's npm libraries in `host/ui/node_modules` (with `npm ci`), Debian's Chromium and the
+//!   browser tests' playwright-core in `tests/browser/node_modules`, and a Python venv at
+//!   `target/venv` with schemathesis, openapi-spec-validator and the OpenLineage client at
+//!   pinned versions.
 //! - `build-plugins` builds every plugin for wasm32-wasip2 in release mode and collects each
 //!   component with its manifest under `target/plugins/` (first-party plugins) and
 //!   `target/test-plugins/` (the misbehaving test corpus).
 //! - `demo` does both, then runs the wine-quality example end to end.
 //! - `test` runs `setup` and `build-plugins`, then the native tests of the first-party plugin
 //!   crates and every test of the workspace.
-//! - `bench NAME` runs a benchmark and prints its figures.
+//! - `bench NAME` runs a benchmark and prints its figures; `bench compare-mlflow` first installs
+//!   MLflow's server into `target/bench-venv`.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod browser;
+mod compare_mlflow;
 mod demo;
 mod plugins;
 mod python;
+mod ui;
 
 #[derive(Parser)]
 #[command(about = "runledger project automation")]
@@ -29,7 +35,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the wasm32-wasip2 Rust target and the tests' Python venv if they are missing.
+    /// Install the wasm32-wasip2 Rust target, the web UI's npm libraries, Chromium with
+    /// playwright-core for the browser tests, and the tests' Python venv if they are missing.
     Setup,
     /// Build all plugins for wasm32-wasip2 and collect them with their manifests.
     BuildPlugins,
@@ -57,6 +64,11 @@ enum Benchmark {
     Engine,
     /// Metric ingestion over HTTP by `runledger serve` on SQLite.
     Ingest,
+    /// Web UI load times in Chromium over 10,000 runs and a 1,000,000-point metric series.
+    Ui,
+    /// runledger beside MLflow's own server (installed into `target/bench-venv`) over MLflow's
+    /// REST protocol; writes the table into BENCHMARKS.md.
+    CompareMlflow,
 }
 
 fn main() -> Result<()> {
@@ -109,7 +121,8 @@ fn setup() -> Result<()> {
     if !targets.lines().any(|line| line.trim() == "wasm32-wasip2") {
         run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
     }
-    Ok(())
+    ui::ensure_node_modules(&workspace_root())?;
+    browser::ensure_browser(&workspace_root())
 }
 
 pub(crate) fn cargo() -> Command {
@@ -141,19 +154,27 @@ fn bench(name: Benchmark) -> Result<()> {
     let bin = match name {
         Benchmark::PluginCall => "bench-plugin-call",
         Benchmark::Engine => "bench-engine",
-        Benchmark::Ingest => {
-            // The ingestion benchmark starts the dev build of the binary as its server.
-            run(cargo().current_dir(&root).args([
-                "build",
-                "--quiet",
-                "-p",
-                "runledger",
-                "--bin",
-                "runledger",
-            ]))?;
-            "bench-ingest"
+        Benchmark::Ingest => "bench-ingest",
+        Benchmark::Ui => "bench-ui",
+        Benchmark::CompareMlflow => {
+            compare_mlflow::ensure_venv(&root)?;
+            "bench-compare-mlflow"
         }
     };
+    if matches!(
+        name,
+        Benchmark::Ingest | Benchmark::Ui | Benchmark::CompareMlflow
+    ) {
+        // These benchmarks start the dev build of the binary as their server.
+        run(cargo().current_dir(&root).args([
+            "build",
+            "--quiet",
+            "-p",
+            "runledger",
+            "--bin",
+            "runledger",
+        ]))?;
+    }
     run(cargo()
         .current_dir(&root)
         .args(["run", "--quiet", "-p", "runledger-tests", "--bin", bin]))

@@ -2,8 +2,9 @@
 //!
 //! A server bound to a loopback address with no tokens created runs in local single-user mode,
 //! where every request acts as the local user with every role. Once a token exists, or on any
-//! other address, every request except the health checks and the OpenAPI document needs
-//! `Authorization: Bearer TOKEN`, and the route decides which role is enough.
+//! other address, every request except the health checks, the OpenAPI document and the web
+//! UI's pages and files needs `Authorization: Bearer TOKEN`, and the route decides which role
+//! is enough.
 
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
@@ -96,6 +97,7 @@ impl Auth {
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if matches!(path, "/healthz" | "/readyz" | "/api/v1/openapi.json")
         || is_external_step_report(path)
+        || super::ui::is_ui_path(path)
     {
         return None;
     }
@@ -153,7 +155,7 @@ pub async fn authorize(
     let token = bearer_token(request.headers()).map(str::to_owned);
     let caller = match identify(&state, token.as_deref(), request.method(), &path).await {
         Ok(caller) => caller,
-        Err(error) => return error.into_response(),
+        Err(error) => return denial(&path, error),
     };
     if caller.role < needed {
         tracing::warn!(
@@ -164,7 +166,7 @@ pub async fn authorize(
             path = %path,
             "request denied: role too low"
         );
-        return ApiError::new(
+        let error = ApiError::new(
             ErrorCode::PermissionDenied,
             format!(
                 "token `{}` has role {}, and {} {path} needs role {needed}; ask an admin for a \
@@ -173,11 +175,22 @@ pub async fn authorize(
                 caller.role,
                 request.method()
             ),
-        )
-        .into_response();
+        );
+        return denial(&path, error);
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// Returns the response of a rejected request: MLflow's error shape on MLflow paths, so the
+/// MLflow client raises `RestException` with `UNAUTHENTICATED` or `PERMISSION_DENIED`, and
+/// the native shape elsewhere.
+fn denial(path: &str, error: ApiError) -> Response {
+    if super::mlflow::is_mlflow_path(path) {
+        super::mlflow::MlflowError::from(error).into_response()
+    } else {
+        error.into_response()
+    }
 }
 
 /// Returns the caller of a request: the local user in local mode, else the bearer token's.
@@ -297,6 +310,16 @@ mod tests {
     fn health_checks_are_public() {
         assert_eq!(required_role(&Method::GET, "/healthz"), None);
         assert_eq!(required_role(&Method::GET, "/api/v1/openapi.json"), None);
+    }
+
+    #[test]
+    fn ui_pages_and_files_are_public() {
+        assert_eq!(required_role(&Method::GET, "/runs"), None);
+        assert_eq!(required_role(&Method::GET, "/ui/app.js"), None);
+        assert_eq!(
+            required_role(&Method::GET, "/api/v1/runs"),
+            Some(Role::Viewer)
+        );
     }
 
     #[test]

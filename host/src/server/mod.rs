@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod openlineage;
 pub mod state;
 pub mod telemetry;
+pub mod ui;
 pub mod writer;
 
 pub use auth::{AccessMode, Caller, Role};
@@ -41,8 +42,9 @@ use utoipa_axum::routes;
 /// spans and the body limit.
 pub fn app(state: AppState) -> Router {
     let (router, _) = documented_routes().split_for_parts();
-    // The MLflow routes join after the split, so they stay out of the OpenAPI document.
-    let router = router.merge(mlflow::router());
+    // The MLflow and web UI routes join after the split, so they stay out of the OpenAPI
+    // document.
+    let router = router.merge(mlflow::router()).merge(ui::router());
     let max_body = state.settings().max_body_bytes;
     router
         .fallback(not_found)

@@ -5,13 +5,20 @@
 //! each bucket's minimum and maximum, plus the first and last point of the series. Spikes and
 //! dips therefore stay visible at any zoom, which averaging or picking every n-th point loses.
 //! The rows are read in pages, so a series of millions of points never sits in memory at once.
+//! On SQLite, a series many times longer than the points asked for is bucketed by SQLite itself
+//! over equal step ranges, because streaming every row through the driver takes seconds.
 
 use super::entity::metric;
 use super::{MetricPoint, Store, StoreError, batch, runs, steps};
+use buckets::{BucketQuery, bucketed_points};
+use sea_orm::DbBackend;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Select,
 };
+use std::ops::RangeInclusive;
+
+mod buckets;
 
 /// Smallest point budget: the first and last points plus one bucket's minimum and maximum.
 pub const MIN_SERIES_POINTS: usize = 4;
@@ -22,7 +29,7 @@ const PAGE_ROWS: u64 = 10_000;
 /// A metric series as [`Store::metric_series`] reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricSeries {
-    /// Points in the whole series.
+    /// Points in the series within the requested steps.
     pub total_points: u64,
     /// The points returned, ordered by step, then timestamp, then insertion.
     pub points: Vec<MetricPoint>,
@@ -32,8 +39,9 @@ pub struct MetricSeries {
 
 impl Store {
     /// Reads the values of metric `key` of a run, or of one of its step runs when
-    /// `step_run_id` is set, and downsamples them to at most `max_points` points when the
-    /// series is longer. A `max_points` below [`MIN_SERIES_POINTS`] counts as that minimum.
+    /// `step_run_id` is set, whose steps are within `steps`, and downsamples them to at most
+    /// `max_points` points when the series is longer. A `max_points` below
+    /// [`MIN_SERIES_POINTS`] counts as that minimum.
     ///
     /// Every point comes from one snapshot of the database. Fails with
     /// [`StoreError::RunNotFound`], [`StoreError::StepRunNotFound`] or
@@ -43,6 +51,7 @@ impl Store {
         run_id: &str,
         key: &str,
         step_run_id: Option<&str>,
+        steps: RangeInclusive<i64>,
         max_points: usize,
     ) -> Result<MetricSeries, StoreError> {
         runs::require_run(&self.db, run_id).await?;
@@ -57,12 +66,29 @@ impl Store {
         }
 
         let transaction = batch::begin_read(&self.db).await?;
-        let series = series_query(run_id, key, step_run_id);
+        let series = series_query(run_id, key, step_run_id, steps.clone());
         let total = series.clone().count(&transaction).await?;
-        let mut sampler = Downsampler::new(total, max_points.max(MIN_SERIES_POINTS) as u64);
-        read_pages(&transaction, series, &mut sampler).await?;
-        transaction.commit().await?;
+        let max_points = max_points.max(MIN_SERIES_POINTS) as u64;
+        if self.backend() == DbBackend::Sqlite && total > max_points * SQL_BUCKETING_RATIO {
+            let query = BucketQuery {
+                run_id,
+                key,
+                step_run_id,
+                steps,
+                buckets: (max_points - 2) / 2,
+            };
+            let points = bucketed_points(&transaction, &query).await?;
+            transaction.commit().await?;
+            return Ok(MetricSeries {
+                total_points: total,
+                downsampled: true,
+                points: points.unwrap_or_default(),
+            });
+        }
 
+        let mut sampler = Downsampler::new(total, max_points);
+        read_pages(&transaction, series, key, &mut sampler).await?;
+        transaction.commit().await?;
         Ok(MetricSeries {
             total_points: total,
             downsampled: sampler.is_downsampling(),
@@ -71,22 +97,52 @@ impl Store {
     }
 }
 
-fn series_query(run_id: &str, key: &str, step_run_id: Option<&str>) -> Select<metric::Entity> {
+/// How many times longer than the points asked for a series on SQLite must be before SQLite
+/// buckets it by step ranges (see [`buckets`]) instead of the series streaming through
+/// [`Downsampler`]. Below it, streaming is fast enough and keeps equal-count buckets.
+const SQL_BUCKETING_RATIO: u64 = 20;
+
+fn series_query(
+    run_id: &str,
+    key: &str,
+    step_run_id: Option<&str>,
+    steps: RangeInclusive<i64>,
+) -> Select<metric::Entity> {
     let mut query = metric::Entity::find()
         .filter(metric::Column::RunId.eq(run_id))
         .filter(metric::Column::Key.eq(key));
+    if *steps.start() > i64::MIN {
+        query = query.filter(metric::Column::Step.gte(*steps.start()));
+    }
+    if *steps.end() < i64::MAX {
+        query = query.filter(metric::Column::Step.lte(*steps.end()));
+    }
     if let Some(step_run_id) = step_run_id {
         query = query.filter(metric::Column::StepRunId.eq(step_run_id));
     }
     query
 }
 
+/// Columns of a row that a series point needs, in the order of [`SeriesRow`].
+const SERIES_COLUMNS: [metric::Column; 5] = [
+    metric::Column::Id,
+    metric::Column::Step,
+    metric::Column::TimestampMs,
+    metric::Column::Value,
+    metric::Column::StepRunId,
+];
+
+/// `(id, step, timestamp_ms, value, step_run_id)` of one row.
+type SeriesRow = (i64, i64, i64, Option<f64>, Option<String>);
+
 /// Feeds the series to `sampler` in pages ordered by step, timestamp and id. Each page starts
 /// after the last row of the one before (keyset pagination), so every page is an index range
-/// scan and no row is read twice.
+/// scan and no row is read twice. Only the columns a point needs are read, so the run id and
+/// key are not decoded again for every row.
 async fn read_pages(
     db: &impl ConnectionTrait,
     series: Select<metric::Entity>,
+    key: &str,
     sampler: &mut Downsampler,
 ) -> Result<(), StoreError> {
     let mut after: Option<(i64, i64, i64)> = None;
@@ -95,18 +151,28 @@ async fn read_pages(
         if let Some(position) = after {
             page = page.filter(after_position(position));
         }
-        let rows = page
+        let rows: Vec<SeriesRow> = page
+            .select_only()
+            .columns(SERIES_COLUMNS)
             .order_by_asc(metric::Column::Step)
             .order_by_asc(metric::Column::TimestampMs)
             .order_by_asc(metric::Column::Id)
             .limit(PAGE_ROWS)
+            .into_tuple()
             .all(db)
             .await?;
 
         let full = rows.len() as u64 == PAGE_ROWS;
-        after = rows.last().map(|row| (row.step, row.timestamp_ms, row.id));
-        for row in rows {
-            sampler.push(MetricPoint::from(row));
+        after = rows.last().map(|row| (row.1, row.2, row.0));
+        for (_, step, timestamp_ms, value, step_run_id) in rows {
+            sampler.push(MetricPoint {
+                key: key.to_owned(),
+                // SQLite stores NaN as NULL.
+                value: value.unwrap_or(f64::NAN),
+                step,
+                timestamp_ms,
+                step_run_id,
+            });
         }
         if !full {
             return Ok(());
@@ -116,6 +182,10 @@ async fn read_pages(
 
 /// `(step, timestamp_ms, id) > (step0, timestamp0, id0)`, spelled out because sea-orm has no
 /// row-value comparison that both backends share.
+///
+/// The leading `step >= step0` is what lets the database start the page at that step in the
+/// series index. Without it, SQLite treats the disjunction as a filter and scans the series from
+/// its first row for every page, which made a 1,000,000-point series take seconds to read.
 fn after_position((step, timestamp_ms, id): (i64, i64, i64)) -> Condition {
     let same_time_later_id = Condition::all()
         .add(metric::Column::TimestampMs.eq(timestamp_ms))
@@ -125,9 +195,12 @@ fn after_position((step, timestamp_ms, id): (i64, i64, i64)) -> Condition {
             .add(metric::Column::TimestampMs.gt(timestamp_ms))
             .add(same_time_later_id),
     );
-    Condition::any()
+    let later = Condition::any()
         .add(metric::Column::Step.gt(step))
-        .add(same_step_later)
+        .add(same_step_later);
+    Condition::all()
+        .add(metric::Column::Step.gte(step))
+        .add(later)
 }
 
 /// A point with its position in the series.

@@ -11,6 +11,7 @@ use crate::store::{MIN_SERIES_POINTS, MetricPoint};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use std::ops::RangeInclusive;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -71,7 +72,7 @@ pub struct HistoryPoint {
 pub struct MetricHistory {
     /// Metric name.
     pub key: String,
-    /// Points in the whole series.
+    /// Points in the series, or within `start_step` to `end_step` when they are given.
     pub total_points: u64,
     /// Points ordered by step, then timestamp, then insertion: all of them, or a downsampled
     /// subset when `downsampled` is true.
@@ -106,6 +107,10 @@ struct HistoryQuery {
     max_points: Option<usize>,
     /// Only the values this step run logged.
     step_run_id: Option<String>,
+    /// Only points at this step or later, such as the left edge of a zoomed chart.
+    start_step: Option<i64>,
+    /// Only points at this step or earlier.
+    end_step: Option<i64>,
 }
 
 /// `GET /api/v1/runs/{run_id}/metrics`: the latest value of each metric of a run.
@@ -142,7 +147,8 @@ async fn latest_metrics(
 }
 
 /// `GET /api/v1/runs/{run_id}/metrics/{key}/history`: the values of one metric, downsampled
-/// to at most `max_points` points. Percent-encode a `/` in the key as `%2F`.
+/// to at most `max_points` points, optionally only those from `start_step` to `end_step`.
+/// Percent-encode a `/` in the key as `%2F`.
 #[utoipa::path(
     get,
     path = "/api/v1/runs/{run_id}/metrics/{key}/history",
@@ -155,8 +161,8 @@ async fn latest_metrics(
     responses(
         (status = 200, description = "The series, downsampled when longer than max_points; \
             an unknown key has no points", body = MetricHistory),
-        (status = 400, description = "max_points is out of range, or the step run belongs to \
-            another run", body = ErrorBody),
+        (status = 400, description = "max_points is out of range, start_step is after \
+            end_step, or the step run belongs to another run", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No run or step run has this id", body = ErrorBody),
     )
@@ -178,12 +184,15 @@ async fn metric_history(
         ));
     }
 
+    let steps = step_range(query.start_step, query.end_step)?;
+
     let series = state
         .store()
         .metric_series(
             &path.run_id,
             &path.key,
             query.step_run_id.as_deref(),
+            steps,
             max_points,
         )
         .await?;
@@ -193,6 +202,22 @@ async fn metric_history(
         points: series.points.into_iter().map(history_point).collect(),
         downsampled: series.downsampled,
     }))
+}
+
+/// Returns the steps from `start_step` to `end_step`, open-ended where one is missing.
+fn step_range(start: Option<i64>, end: Option<i64>) -> ApiResult<RangeInclusive<i64>> {
+    let start = start.unwrap_or(i64::MIN);
+    let end = end.unwrap_or(i64::MAX);
+    if start > end {
+        return Err(ApiError::invalid_field(
+            "query.start_step",
+            format!(
+                "start_step {start} is after end_step {end}; give a start_step at or before \
+                 end_step"
+            ),
+        ));
+    }
+    Ok(start..=end)
 }
 
 fn history_point(point: MetricPoint) -> HistoryPoint {
@@ -207,6 +232,13 @@ fn history_point(point: MetricPoint) -> HistoryPoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_range_rejects_start_after_end() {
+        assert_eq!(step_range(Some(3), Some(5)).unwrap(), 3..=5);
+        assert_eq!(step_range(None, None).unwrap(), i64::MIN..=i64::MAX);
+        assert!(step_range(Some(6), Some(5)).is_err());
+    }
 
     #[test]
     fn special_values_become_strings() {

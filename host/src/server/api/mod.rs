@@ -8,9 +8,11 @@ pub mod metrics;
 pub mod models;
 pub mod plugins;
 pub mod runs;
+pub mod steps;
 pub mod tokens;
 pub mod validations;
 pub mod value;
+pub mod whoami;
 
 use super::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -28,4 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(models::router())
         .merge(validations::router())
+        .merge(steps::router())
+        .merge(whoami::router())
 }

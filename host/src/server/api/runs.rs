@@ -360,8 +360,9 @@ pub struct ListRunsQuery {
     /// Conditions joined by `and`, such as `metrics.rmse < 0.7 and params.alpha = '0.1'`.
     /// Terms: `metrics.KEY` (numbers: = != < <= > >=), `params.KEY` and `tags.KEY` (text: =
     /// != LIKE ILIKE IN), and the attributes run_id, name, status, source, user, pipeline,
-    /// project, created_at, started_at and ended_at, with or without `attributes.`. Quote keys
-    /// with spaces or punctuation in backticks and text values in single quotes.
+    /// project, created_at, started_at, ended_at and duration (milliseconds from start to
+    /// end), with or without `attributes.`. Quote keys with spaces or punctuation in
+    /// backticks and text values in single quotes.
     pub filter: Option<String>,
     /// Comma-separated sort keys, each an attribute, `metrics.KEY`, `params.KEY` or
     /// `tags.KEY`, optionally followed by ASC or DESC. Runs without the metric, param or tag

@@ -1,0 +1,283 @@
+//! Metric ingestion over MLflow's REST protocol: `runs/log-metric` with one value per request
+//! and `runs/log-batch` with [`BATCH_SIZE`] values, from keep-alive clients.
+
+use crate::servers::Server;
+use anyhow::{Context as _, Result, bail};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Metric values per `runs/log-batch` request: MLflow 3.17's maximum.
+pub(crate) const BATCH_SIZE: usize = 1_000;
+
+/// Requests each server gets before a phase's first measured round, so connections, worker
+/// processes and caches are warm.
+const WARMUP_REQUESTS: u64 = 20;
+
+/// Time limit of one request; MLflow's SQLite store can wait long on its write lock.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Timestamp of every ingested value, in milliseconds since the Unix epoch (2026-01-01).
+const INGEST_TIME_MS: i64 = 1_767_225_600_000;
+
+/// One ingestion phase: its rounds alternate between the servers.
+pub(crate) struct Phase {
+    /// Row heading in the results.
+    pub(crate) label: &'static str,
+    /// Keep-alive clients that send at the same time.
+    pub(crate) clients: usize,
+    /// Metric values per request: 1 sends `runs/log-metric`, more send `runs/log-batch`.
+    pub(crate) metrics_per_request: usize,
+    /// Length of one round on one server.
+    pub(crate) round: Duration,
+}
+
+/// What one server acknowledged in all rounds of a phase.
+#[derive(Default)]
+pub(crate) struct Ingested {
+    /// The run the values went to.
+    pub(crate) run_id: String,
+    /// Requests sent in measured rounds.
+    pub(crate) requests: u64,
+    /// Values acknowledged in measured rounds.
+    pub(crate) acknowledged: u64,
+    /// Values acknowledged during the warm-up.
+    pub(crate) warmup_acknowledged: u64,
+    /// Requests that failed, warm-up included.
+    pub(crate) failures: u64,
+    /// Time spent in measured rounds.
+    pub(crate) elapsed: Duration,
+    /// Next step to send, shared by the clients so that no two values repeat a step.
+    next_step: Arc<AtomicU64>,
+}
+
+impl Ingested {
+    /// Requests per second of the measured rounds.
+    pub(crate) fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Acknowledged values per second of the measured rounds.
+    pub(crate) fn metrics_per_second(&self) -> f64 {
+        self.acknowledged as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Every value the server acknowledged, warm-up included.
+    pub(crate) fn acknowledged_total(&self) -> u64 {
+        self.acknowledged + self.warmup_acknowledged
+    }
+}
+
+/// Builds a client that keeps one connection alive.
+pub(crate) fn client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .timeout(REQUEST_TIMEOUT)
+        .build()?)
+}
+
+/// Sends a JSON request to an MLflow endpoint and returns the JSON response, failing on a
+/// status other than 200 with the response body.
+pub(crate) async fn call(
+    client: &reqwest::Client,
+    request: reqwest::RequestBuilder,
+) -> Result<serde_json::Value> {
+    let request = request.build()?;
+    let line = format!("{} {}", request.method(), request.url().path());
+    let response = client.execute(request).await?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        bail!("{line} returned {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("{line} returned invalid JSON: {text}"))
+}
+
+/// Creates an experiment named `name` and returns its id.
+pub(crate) async fn create_experiment(server: &Server, name: &str) -> Result<String> {
+    let client = client()?;
+    let body = serde_json::json!({ "name": name });
+    let request = client
+        .post(server.endpoint("experiments/create"))
+        .json(&body);
+    let created = call(&client, request).await?;
+    created["experiment_id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("experiments/create returned no experiment_id: {created}"))
+}
+
+/// Creates a run named `name` in `experiment_id` and returns its id.
+pub(crate) async fn create_run(server: &Server, experiment_id: &str, name: &str) -> Result<String> {
+    let client = client()?;
+    let body = serde_json::json!({
+        "experiment_id": experiment_id,
+        "run_name": name,
+        "start_time": INGEST_TIME_MS,
+    });
+    let request = client.post(server.endpoint("runs/create")).json(&body);
+    let created = call(&client, request).await?;
+    created["run"]["info"]["run_id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("runs/create returned no run id: {created}"))
+}
+
+/// Starts a phase on one server: creates its run and sends the warm-up requests.
+pub(crate) async fn prepare(
+    server: &Server,
+    experiment_id: &str,
+    phase: &Phase,
+) -> Result<Ingested> {
+    let run_id = create_run(server, experiment_id, phase.label).await?;
+    let mut ingested = Ingested {
+        run_id,
+        ..Ingested::default()
+    };
+    let warmup = run_clients(server, &ingested, phase, 1, Limit::Count(WARMUP_REQUESTS)).await?;
+    ingested.warmup_acknowledged = warmup.acknowledged;
+    ingested.failures = warmup.failures;
+    Ok(ingested)
+}
+
+/// Runs one measured round of `phase` on `server` and adds it to `ingested`.
+pub(crate) async fn round(server: &Server, phase: &Phase, ingested: &mut Ingested) -> Result<()> {
+    let started = Instant::now();
+    let limit = Limit::Until(started + phase.round);
+    let totals = run_clients(server, ingested, phase, phase.clients, limit).await?;
+    ingested.elapsed += started.elapsed();
+    ingested.requests += totals.requests;
+    ingested.acknowledged += totals.acknowledged;
+    ingested.failures += totals.failures;
+    Ok(())
+}
+
+/// When a client stops sending.
+#[derive(Clone, Copy)]
+enum Limit {
+    Count(u64),
+    Until(Instant),
+}
+
+/// What some clients sent.
+#[derive(Default)]
+struct Totals {
+    requests: u64,
+    acknowledged: u64,
+    failures: u64,
+}
+
+async fn run_clients(
+    server: &Server,
+    ingested: &Ingested,
+    phase: &Phase,
+    clients: usize,
+    limit: Limit,
+) -> Result<Totals> {
+    let endpoint = if phase.metrics_per_request == 1 {
+        "runs/log-metric"
+    } else {
+        "runs/log-batch"
+    };
+    let target = Arc::new(Target {
+        url: server.endpoint(endpoint),
+        run_id: ingested.run_id.clone(),
+        metrics: phase.metrics_per_request,
+        next_step: ingested.next_step.clone(),
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        tasks.push(tokio::spawn(client_loop(client()?, target.clone(), limit)));
+    }
+    let mut totals = Totals::default();
+    for task in tasks {
+        let client = task.await?;
+        totals.requests += client.requests;
+        totals.acknowledged += client.acknowledged;
+        totals.failures += client.failures;
+    }
+    Ok(totals)
+}
+
+/// Where a client sends and what.
+struct Target {
+    url: String,
+    run_id: String,
+    metrics: usize,
+    next_step: Arc<AtomicU64>,
+}
+
+async fn client_loop(client: reqwest::Client, target: Arc<Target>, limit: Limit) -> Totals {
+    let mut totals = Totals::default();
+    loop {
+        let done = match limit {
+            Limit::Count(count) => totals.requests >= count,
+            Limit::Until(deadline) => Instant::now() >= deadline,
+        };
+        if done {
+            return totals;
+        }
+        let first_step = target
+            .next_step
+            .fetch_add(target.metrics as u64, Ordering::Relaxed);
+        let body = request_body(&target.run_id, first_step, target.metrics);
+        let response = client
+            .post(&target.url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        totals.requests += 1;
+        match response {
+            Ok(response) if response.status().is_success() => {
+                // Reading the body to the end returns the connection to the pool.
+                let _ = response.bytes().await;
+                totals.acknowledged += target.metrics as u64;
+            }
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                report_failure(&target.url, &format!("{status}: {text}"), totals.failures);
+                totals.failures += 1;
+            }
+            Err(error) => {
+                report_failure(&target.url, &error.to_string(), totals.failures);
+                totals.failures += 1;
+            }
+        }
+    }
+}
+
+/// Prints the first few failures of a client, so a failing server does not flood the output.
+fn report_failure(url: &str, message: &str, earlier_failures: u64) {
+    if earlier_failures < 3 {
+        let message: String = message.chars().take(300).collect();
+        eprintln!("request to {url} failed: {message}");
+    }
+}
+
+/// Builds a `runs/log-metric` body when `count` is 1, else a `runs/log-batch` body, with
+/// consecutive steps from `first_step`.
+fn request_body(run_id: &str, first_step: u64, count: usize) -> String {
+    if count == 1 {
+        return format!("{{\"run_id\":\"{run_id}\",{}}}", metric_fields(first_step));
+    }
+    let mut body = String::with_capacity(64 + count * 72);
+    body.push_str(&format!("{{\"run_id\":\"{run_id}\",\"metrics\":["));
+    for offset in 0..count as u64 {
+        if offset > 0 {
+            body.push(',');
+        }
+        body.push('{');
+        body.push_str(&metric_fields(first_step + offset));
+        body.push('}');
+    }
+    body.push_str("]}");
+    body
+}
+
+fn metric_fields(step: u64) -> String {
+    let value = 1.0 / (step + 1) as f64;
+    format!("\"key\":\"loss\",\"value\":{value},\"timestamp\":{INGEST_TIME_MS},\"step\":{step}")
+}
