@@ -265,7 +265,12 @@ function environmentBlock(environment) {
 
 function validationBlock(record) {
   const failed = record.checks.filter((check) => !check.passed);
-  const outcome = record.error ? "error" : failed.length ? "failed" : "passed";
+  let outcome = "passed";
+  if (record.error) {
+    outcome = "error";
+  } else if (failed.length) {
+    outcome = "failed";
+  }
   return h(
     "div",
     { class: `validation validation-${outcome}`, "data-plugin": record.plugin, "data-outcome": outcome },

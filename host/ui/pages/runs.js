@@ -218,15 +218,22 @@ function addColumnBox(view, go, showError) {
 function headerRow(view, go) {
   const sortable = (key, label, extra = null) => {
     const active = view.sort === key;
+    let ariaSort = "none";
+    if (active) {
+      ariaSort = view.dir === "asc" ? "ascending" : "descending";
+    }
     const th = h("th", {
       "data-sort": key,
       class: active ? `sortable sorted-${view.dir}` : "sortable",
-      "aria-sort": active ? (view.dir === "asc" ? "ascending" : "descending") : "none",
+      "aria-sort": ariaSort,
       title: `sort by ${key}`,
       tabindex: "0",
     }, label, extra);
     const toggle = () => {
-      const dir = active && view.dir === "desc" ? "asc" : active ? "desc" : defaultDir(key);
+      let dir = defaultDir(key);
+      if (active) {
+        dir = view.dir === "desc" ? "asc" : "desc";
+      }
       go({ sort: key, dir });
     };
     th.addEventListener("click", (event) => {

@@ -1,7 +1,7 @@
 //! Min-max downsampling done by SQLite itself, for series far longer than the points asked for.
 //!
-//! Streaming a million rows through the driver costs seconds, because every row crosses from
-//! SQLite's thread to the async side on its own; a query that returns a few thousand rows costs
+//! Streaming a million rows through the driver takes seconds, because every row crosses from
+//! SQLite's thread to the async side on its own. A query that returns a few thousand rows takes
 //! a fraction of that. The buckets here span equal ranges of steps rather than equal
 //! numbers of points, which suits a chart whose x axis is the step.
 
@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
-/// Which series to bucket and how finely.
+/// The series to bucket and the number of buckets.
 pub(super) struct BucketQuery<'a> {
     pub run_id: &'a str,
     pub key: &'a str,
@@ -52,7 +52,7 @@ fn bucket_width(first: i64, last: i64, buckets: u64) -> i64 {
         .max(1)
 }
 
-/// The series' `WHERE` clause and its values, with the requested step range.
+/// Builds the series' `WHERE` clause and its values, with the requested step range.
 fn series_condition(query: &BucketQuery<'_>) -> (String, Vec<Value>) {
     let (mut sql, mut values) = key_condition(query);
     sql.push_str(" AND step >= ? AND step <= ?");
@@ -61,9 +61,9 @@ fn series_condition(query: &BucketQuery<'_>) -> (String, Vec<Value>) {
     (sql, values)
 }
 
-/// The series' `WHERE` clause and its values, without any step range, for queries that bound
-/// the steps themselves. A second pair of step bounds could lead SQLite to search the index by
-/// the wider pair and scan the whole series for every bucket.
+/// Builds the series' `WHERE` clause and its values without a step range, for queries that
+/// bound the steps themselves. With a second pair of step bounds, SQLite can search the index
+/// by the wider pair and scan the whole series for every bucket.
 fn key_condition(query: &BucketQuery<'_>) -> (String, Vec<Value>) {
     let mut sql = String::from("run_id = ? AND key = ?");
     let mut values: Vec<Value> = vec![query.run_id.into(), query.key.into()];

@@ -39,8 +39,8 @@ pub struct PolicyDecisionRow {
     pub decision: String,
     /// The policy's explanation.
     pub reason: String,
-    /// What a `pending` decision waits for; `None` for the other decisions and for decisions
-    /// recorded before this field existed.
+    /// The approvals a `pending` decision waits for. `None` for the other decisions and for
+    /// decisions recorded before this field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needed: Option<StoredNeed>,
 }
