@@ -220,6 +220,7 @@ impl From<StoreError> for ApiError {
             StoreError::ParamConflict { .. }
             | StoreError::RunAlreadyEnded { .. }
             | StoreError::RunEnded { .. }
+            | StoreError::RunDeleted(_)
             | StoreError::RunNotExternal { .. }
             | StoreError::StepNameTaken { .. }
             | StoreError::StepTransition { .. }

@@ -5,8 +5,12 @@
 //! ones in one transaction, then sends each handler its outcome. While a group commits, the
 //! next one gathers in the channel, so the busier the server, the larger the groups. A lone
 //! write commits at once, without waiting for company.
+//!
+//! On a SQLite file the writer is a thread of its own that drives a [`SqliteCommitter`], so a
+//! group costs one thread hand-off each way instead of one per statement. On PostgreSQL and
+//! in-memory SQLite it is a task that commits through [`Store::log_metric_group`].
 
-use crate::store::{MetricWrite, NewMetric, Store, StoreError};
+use crate::store::{MetricWrite, NewMetric, RunsAccepting, SqliteCommitter, Store, StoreError};
 use sea_orm::DbErr;
 use std::sync::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -24,7 +28,14 @@ const CHANNEL_CAPACITY: usize = 8192;
 #[derive(Debug)]
 pub struct MetricWriter {
     sender: mpsc::Sender<Message>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    worker: Mutex<Option<Worker>>,
+}
+
+/// The committer of the groups: a tokio task, or a thread of its own on a SQLite file.
+#[derive(Debug)]
+enum Worker {
+    Task(JoinHandle<()>),
+    Thread(std::thread::JoinHandle<()>),
 }
 
 /// Message from a handler to the writer task.
@@ -39,33 +50,64 @@ enum Message {
 #[derive(Debug)]
 struct PendingWrite {
     write: MetricWrite,
-    reply: oneshot::Sender<Result<(), StoreError>>,
+    reply: Reply,
 }
 
 impl MetricWriter {
     /// Starts the writer on `store`. Must be called inside a tokio runtime.
     pub fn start(store: Store) -> Self {
+        match store.sqlite_committer() {
+            Some(Ok(committer)) => match Self::start_thread(committer, store.clone()) {
+                Ok(writer) => return writer,
+                Err(error) => {
+                    tracing::warn!(cause = %error, "metric writer falls back to the pool");
+                }
+            },
+            Some(Err(error)) => {
+                tracing::warn!(cause = %error, "metric writer falls back to the pool");
+            }
+            None => {}
+        }
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let task = tokio::spawn(run_writer(store, receiver));
         Self {
             sender,
-            task: Mutex::new(Some(task)),
+            worker: Mutex::new(Some(Worker::Task(task))),
         }
     }
 
+    /// Starts the writer thread. The store stays with it only to keep the pool open as long as
+    /// the thread writes beside it.
+    fn start_thread(committer: SqliteCommitter, store: Store) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        let thread = std::thread::Builder::new()
+            .name("metric-writer".to_owned())
+            .spawn(move || {
+                run_thread(committer, receiver);
+                drop(store);
+            })?;
+        Ok(Self {
+            sender,
+            worker: Mutex::new(Some(Worker::Thread(thread))),
+        })
+    }
+
     /// Records `metrics` of `run_id` and returns once they are committed. Fails with
-    /// [`StoreError::RunEnded`] when the run has ended, [`StoreError::RunNotFound`] when it
-    /// does not exist and [`StoreError::StepRunNotInRun`] when a value names a step run of
-    /// another run.
+    /// [`StoreError::RunNotFound`] when the run does not exist,
+    /// [`StoreError::StepRunNotInRun`] when a value names a step run of another run, and
+    /// [`StoreError::RunEnded`] or [`StoreError::RunDeleted`] when the run does not accept
+    /// values as `accepts` says.
     pub async fn log_metrics(
         &self,
         run_id: String,
         metrics: Vec<NewMetric>,
+        accepts: RunsAccepting,
     ) -> Result<(), StoreError> {
         let (reply, outcome) = oneshot::channel();
         let write = MetricWrite {
             run_id,
             values: metrics,
+            accepts,
         };
         let message = Message::Write(PendingWrite { write, reply });
         if self.sender.send(message).await.is_err() {
@@ -80,16 +122,52 @@ impl MetricWriter {
         if self.sender.send(Message::Stop(done)).await.is_ok() {
             let _ = stopped.await;
         }
-        let task = self
-            .task
+        let worker = self
+            .worker
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some(task) = task
-            && let Err(error) = task.await
-        {
-            tracing::error!(cause = %error, "metric writer task failed");
+        let failed = match worker {
+            Some(Worker::Task(task)) => task.await.is_err(),
+            Some(Worker::Thread(thread)) => {
+                let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+                !matches!(joined, Ok(Ok(())))
+            }
+            None => false,
+        };
+        if failed {
+            tracing::error!("metric writer failed while stopping");
         }
+    }
+}
+
+/// Runs the writer thread, which commits groups until a stop request or until every sender is
+/// gone.
+fn run_thread(mut committer: SqliteCommitter, mut receiver: mpsc::Receiver<Message>) {
+    let mut carried: Option<PendingWrite> = None;
+    let mut stop_replies = Vec::new();
+    loop {
+        let first = match carried.take() {
+            Some(write) => write,
+            None => match receiver.blocking_recv() {
+                Some(Message::Write(write)) => write,
+                Some(Message::Stop(reply)) => {
+                    receiver.close();
+                    stop_replies.push(reply);
+                    continue;
+                }
+                None => break,
+            },
+        };
+        let mut group = vec![first];
+        carried = fill_group(&mut group, &mut receiver, &mut stop_replies);
+        let (writes, replies) = split(group);
+        let outcome = committer.commit(&writes);
+        reply_all(&writes, replies, outcome);
+    }
+    tracing::debug!("metric writer stopped");
+    for reply in stop_replies {
+        let _ = reply.send(());
     }
 }
 
@@ -153,11 +231,27 @@ fn fill_group(
 
 /// Commits one group and sends each of its writes the outcome.
 async fn commit_group(store: &Store, group: Vec<PendingWrite>) {
-    let (writes, replies): (Vec<MetricWrite>, Vec<_>) = group
+    let (writes, replies) = split(group);
+    let outcome = store.log_metric_group(&writes).await;
+    reply_all(&writes, replies, outcome);
+}
+
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+fn split(group: Vec<PendingWrite>) -> (Vec<MetricWrite>, Vec<Reply>) {
+    group
         .into_iter()
         .map(|pending| (pending.write, pending.reply))
-        .unzip();
-    match store.log_metric_group(&writes).await {
+        .unzip()
+}
+
+/// Sends each write of a group its outcome, or the group's error to all of them.
+fn reply_all(
+    writes: &[MetricWrite],
+    replies: Vec<Reply>,
+    outcome: Result<Vec<Result<(), StoreError>>, StoreError>,
+) {
+    match outcome {
         Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);

@@ -7,6 +7,10 @@
 //! The rows are read in pages, so a series of millions of points never sits in memory at once.
 //! On SQLite, a series many times longer than the points asked for is bucketed by SQLite itself
 //! over equal step ranges, because streaming every row through the driver takes seconds.
+//!
+//! A whole long series of a run, with no step range or step run named, is read from the block
+//! summaries kept at ingestion (see [`rollup`] and [`summaries`]) when it has at least as many
+//! blocks as buckets requested. A chart of a million points then reads about 3,900 rows.
 
 use super::entity::metric;
 use super::{MetricPoint, Store, StoreError, batch, runs, steps};
@@ -17,8 +21,11 @@ use sea_orm::{
     QuerySelect, Select,
 };
 use std::ops::RangeInclusive;
+use summaries::{WholeSeries, read_whole_series};
 
 mod buckets;
+pub(super) mod rollup;
+mod summaries;
 
 /// Smallest point budget: the first and last points plus one bucket's minimum and maximum.
 pub const MIN_SERIES_POINTS: usize = 4;
@@ -54,47 +61,89 @@ impl Store {
         steps: RangeInclusive<i64>,
         max_points: usize,
     ) -> Result<MetricSeries, StoreError> {
-        runs::require_run(&self.db, run_id).await?;
-        if let Some(step_run_id) = step_run_id {
-            let step = steps::require_step_run(&self.db, step_run_id).await?;
-            if step.run_id != run_id {
-                return Err(StoreError::StepRunNotInRun {
-                    step_run_id: step_run_id.to_owned(),
-                    run_id: run_id.to_owned(),
-                });
+        check_series_ids(&self.db, run_id, step_run_id).await?;
+
+        let transaction = batch::begin_read(&self.db).await?;
+        let max_points = max_points.max(MIN_SERIES_POINTS) as u64;
+        let mut total = None;
+        if step_run_id.is_none() && steps == (i64::MIN..=i64::MAX) {
+            match read_whole_series(&transaction, run_id, key, max_points).await? {
+                WholeSeries::Downsampled(series) => {
+                    transaction.commit().await?;
+                    return Ok(series);
+                }
+                WholeSeries::Total(known) => total = Some(known),
+                WholeSeries::Unusable => {}
             }
         }
 
-        let transaction = batch::begin_read(&self.db).await?;
-        let series = series_query(run_id, key, step_run_id, steps.clone());
-        let total = series.clone().count(&transaction).await?;
-        let max_points = max_points.max(MIN_SERIES_POINTS) as u64;
-        if self.backend() == DbBackend::Sqlite && total > max_points * SQL_BUCKETING_RATIO {
-            let query = BucketQuery {
-                run_id,
-                key,
-                step_run_id,
-                steps,
-                buckets: (max_points - 2) / 2,
-            };
-            let points = bucketed_points(&transaction, &query).await?;
-            transaction.commit().await?;
-            return Ok(MetricSeries {
-                total_points: total,
-                downsampled: true,
-                points: points.unwrap_or_default(),
-            });
-        }
-
-        let mut sampler = Downsampler::new(total, max_points);
-        read_pages(&transaction, series, key, &mut sampler).await?;
+        let query = BucketQuery {
+            run_id,
+            key,
+            step_run_id,
+            steps,
+            buckets: (max_points - 2) / 2,
+        };
+        let series = read_rows(&transaction, self.backend(), &query, total, max_points).await?;
         transaction.commit().await?;
-        Ok(MetricSeries {
-            total_points: total,
-            downsampled: sampler.is_downsampling(),
-            points: sampler.finish(),
-        })
+        Ok(series)
     }
+}
+
+/// Fails unless `run_id` names a run and `step_run_id`, when set, one of its step runs.
+async fn check_series_ids(
+    db: &impl ConnectionTrait,
+    run_id: &str,
+    step_run_id: Option<&str>,
+) -> Result<(), StoreError> {
+    runs::require_run(db, run_id).await?;
+    let Some(step_run_id) = step_run_id else {
+        return Ok(());
+    };
+    let step = steps::require_step_run(db, step_run_id).await?;
+    if step.run_id != run_id {
+        return Err(StoreError::StepRunNotInRun {
+            step_run_id: step_run_id.to_owned(),
+            run_id: run_id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads the series from its rows, counting them first unless `total` gives their number.
+async fn read_rows(
+    db: &impl ConnectionTrait,
+    backend: DbBackend,
+    query: &BucketQuery<'_>,
+    total: Option<u64>,
+    max_points: u64,
+) -> Result<MetricSeries, StoreError> {
+    let series = series_query(
+        query.run_id,
+        query.key,
+        query.step_run_id,
+        query.steps.clone(),
+    );
+    let total = match total {
+        Some(total) => total,
+        None => series.clone().count(db).await?,
+    };
+    if backend == DbBackend::Sqlite && total > max_points * SQL_BUCKETING_RATIO {
+        let points = bucketed_points(db, query).await?;
+        return Ok(MetricSeries {
+            total_points: total,
+            downsampled: true,
+            points: points.unwrap_or_default(),
+        });
+    }
+
+    let mut sampler = Downsampler::new(total, max_points);
+    read_pages(db, series, query.key, &mut sampler).await?;
+    Ok(MetricSeries {
+        total_points: total,
+        downsampled: sampler.is_downsampling(),
+        points: sampler.finish(),
+    })
 }
 
 /// How many times longer than the points asked for a series on SQLite must be before SQLite

@@ -156,6 +156,11 @@ pub enum StoreError {
         /// Its final status.
         status: RunStatus,
     },
+    /// A write that MLflow's protocol sends named a run in MLflow's trash.
+    #[error(
+        "run {0} is deleted; restore it (POST /api/2.0/mlflow/runs/restore) before writing to it"
+    )]
+    RunDeleted(String),
     /// A write that only runs executed elsewhere accept named a run that runledger executes.
     #[error(
         "run {run_id} came from the {origin} and runledger executes it; only external runs \

@@ -1,15 +1,18 @@
 //! Writes of runs that execute elsewhere and report over the API: creating the run, params,
 //! tags, metric values, the environment and the final status. Step runs and artifacts of such
-//! runs are in [`steps`], and grouped metric writes of many runs in [`metric_group`].
+//! runs are in [`steps`], and grouped metric writes of many runs in [`metric_group`] and, on a
+//! SQLite file, [`sqlite_committer`].
 //!
 //! Every write checks, in its own transaction, that the run has not ended. On PostgreSQL it
 //! also locks the run's row. A concurrent finish then waits until the write commits, and a
 //! write that comes after the finish reads the final status. SQLite's write lock does the same.
 
 mod metric_group;
+mod sqlite_committer;
 mod steps;
 
-pub use metric_group::MetricWrite;
+pub use metric_group::{MetricWrite, RunsAccepting};
+pub use sqlite_committer::SqliteCommitter;
 pub use steps::{ClientArtifact, ClientStepChange, NewClientStep};
 
 use super::entity::run::{self, RunSource, RunStatus};

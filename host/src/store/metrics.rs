@@ -1,5 +1,6 @@
 //! Metric time series and the index of each run's latest values.
 
+use super::downsample::rollup;
 use super::entity::{latest_metric, metric, step_run};
 use super::{Store, StoreError, batch, runs};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -110,8 +111,8 @@ pub(super) async fn latest_metrics(
     Ok(rows.into_iter().map(MetricPoint::from).collect())
 }
 
-/// Inserts metric values of a run and updates its latest values, in multi-row statements
-/// sized to the backends' parameter limits. The caller checks that the run and the step runs
+/// Inserts metric values of a run and updates its latest values and block summaries, in
+/// multi-row statements sized to the backends' parameter limits. The caller checks that the run and the step runs
 /// the values name exist.
 pub(super) async fn insert_metrics(
     db: &impl ConnectionTrait,
@@ -124,6 +125,7 @@ pub(super) async fn insert_metrics(
             .exec_without_returning(db)
             .await?;
     }
+    rollup::upsert_blocks(db, values.iter().map(|value| (run_id, value))).await?;
     let latest: Vec<_> = latest_per_key(values).into_values().collect();
     for chunk in latest.chunks(batch::rows_per_statement(5)) {
         upsert_latest(db, run_id, chunk).await?;

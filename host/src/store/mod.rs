@@ -66,7 +66,7 @@ pub use governance::{
 pub use idempotency::{IdempotentRequest, KeyClaim, KeyLifetime, StoredResponse};
 pub use ingest::{
     ClientArtifact, ClientStepChange, ExternalRunRecord, MetricWrite, NewClientStep,
-    NewExternalRun, RunBatch, RunFinish,
+    NewExternalRun, RunBatch, RunFinish, RunsAccepting, SqliteCommitter,
 };
 pub use lineage::{Graph, NewEdge, Node, TraverseDirection};
 pub use lineage_views::NodeDescription;
@@ -88,10 +88,12 @@ pub use search::{
 pub use steps::{NewStepRun, PluginRef, StepRunUpdate};
 
 use migration::Migrator;
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use sea_orm_migration::MigratorTrait;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Name of the SQLite file that [`Store::open_sqlite`] keeps in the data directory.
@@ -114,6 +116,8 @@ const MIGRATION_LOCK_KEY: i64 = 7_242_591_860_301_254_971;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The database file, when the store is a SQLite file.
+    sqlite_file: Option<Arc<Path>>,
 }
 
 impl Store {
@@ -124,10 +128,14 @@ impl Store {
     /// and wait [`SQLITE_BUSY_TIMEOUT`] for locks.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut options = ConnectOptions::new(url);
+        let mut file = None;
         if url.starts_with("sqlite:") {
             configure_sqlite(&mut options, None, is_in_memory(url));
+            file = sqlite_file_of(url);
         }
-        Self::connect_with(options, redact_password(url)).await
+        let mut store = Self::connect_with(options, redact_password(url)).await?;
+        store.sqlite_file = file;
+        Ok(store)
     }
 
     /// Opens the SQLite database `runledger.db` in `data_dir`, creating the directory and the
@@ -144,7 +152,8 @@ impl Store {
         let mut options = ConnectOptions::new(format!("sqlite://{SQLITE_FILE_NAME}"));
         configure_sqlite(&mut options, Some(path.clone()), false);
 
-        let store = Self::connect_with(options, format!("sqlite://{}", path.display())).await?;
+        let mut store = Self::connect_with(options, format!("sqlite://{}", path.display())).await?;
+        store.sqlite_file = Some(Arc::from(path));
         store.migrate().await?;
         Ok(store)
     }
@@ -161,7 +170,10 @@ impl Store {
                 source,
             })?;
         tracing::debug!(url = %shown_url, "connected to database");
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            sqlite_file: None,
+        })
     }
 
     /// Applies every pending migration. Running it on an up-to-date database does nothing, and
@@ -195,6 +207,11 @@ impl Store {
         &self.db
     }
 
+    /// Returns the database file, when the store is a SQLite file.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.sqlite_file.as_deref()
+    }
+
     /// Returns the database backend the store runs on.
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
@@ -214,6 +231,9 @@ fn configure_sqlite(options: &mut ConnectOptions, file: Option<PathBuf>, in_memo
     // must keep to one connection.
     let max_connections = if in_memory { 1 } else { SQLITE_MAX_CONNECTIONS };
     options.max_connections(max_connections);
+    // A SQLite connection cannot go stale as a network connection can, and the check costs a
+    // round trip to the connection's thread on every checkout.
+    options.test_before_acquire(false);
 
     options.map_sqlx_sqlite_opts(move |opts| {
         let mut opts = opts.foreign_keys(true).busy_timeout(SQLITE_BUSY_TIMEOUT);
@@ -229,6 +249,16 @@ fn configure_sqlite(options: &mut ConnectOptions, file: Option<PathBuf>, in_memo
         }
         opts
     });
+}
+
+/// Returns the file a SQLite URL names, or `None` for an in-memory database or a URL the
+/// driver does not accept.
+fn sqlite_file_of(url: &str) -> Option<Arc<Path>> {
+    if is_in_memory(url) {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(Arc::from(options.get_filename()))
 }
 
 fn is_in_memory(url: &str) -> bool {

@@ -16,7 +16,7 @@ import requests
 from mlflow import MlflowClient
 from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import ViewType
+from mlflow.entities import Metric, ViewType
 from mlflow.exceptions import MlflowException, RestException
 
 
@@ -274,11 +274,23 @@ def test_deleted_runs_leave_searches_until_restored(experiment):
     assert names(ViewType.ACTIVE_ONLY) == ["keep"]
     assert names(ViewType.DELETED_ONLY) == ["drop"]
     assert client.get_run(dropped.info.run_id).info.lifecycle_stage == "deleted"
-    with pytest.raises(MlflowException):
-        client.log_param(dropped.info.run_id, "late", "1")
+    writes = [
+        lambda: client.log_param(dropped.info.run_id, "late", "1"),
+        lambda: client.log_metric(dropped.info.run_id, "late", 1.0),
+        lambda: client.log_batch(dropped.info.run_id, metrics=[Metric("late", 1.0, 0, 0)]),
+    ]
+    for write in writes:
+        # The client rewraps a refused param as a plain MlflowException with the same code.
+        with pytest.raises(MlflowException) as raised:
+            write()
+        assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
+        assert "restore" in raised.value.message, raised.value.message
+    assert client.get_metric_history(dropped.info.run_id, "late") == []
 
     client.restore_run(dropped.info.run_id)
     assert names(ViewType.ACTIVE_ONLY) == ["drop", "keep"]
+    client.log_metric(dropped.info.run_id, "late", 2.0)
+    assert client.get_run(dropped.info.run_id).data.metrics["late"] == 2.0
 
 
 def test_ended_runs_accept_late_values(experiment):

@@ -33,7 +33,7 @@ use utoipa_axum::routes;
 const QUEUED_CHUNKS: usize = 16;
 
 /// Read size of a download, in bytes.
-const READ_CHUNK_BYTES: usize = 64 << 10;
+pub(crate) const READ_CHUNK_BYTES: usize = 64 << 10;
 
 /// Media type recorded when an upload has no `Content-Type`.
 const DEFAULT_MEDIA_TYPE: &str = "application/octet-stream";

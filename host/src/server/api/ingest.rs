@@ -21,7 +21,7 @@ use crate::server::names::validate_key;
 use crate::server::state::AppState;
 use crate::store::{
     DEFAULT_PROJECT, EnvironmentSnapshot, GitState, NewExternalRun, RunBatch, RunFinish, RunStatus,
-    StoreError,
+    RunsAccepting, StoreError,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -167,7 +167,8 @@ async fn log_metrics(
     check_path_id("path.run_id", &run_id)?;
     let metrics = new_metrics(body.metrics)?;
     let accepted = metrics.len();
-    state.writer().log_metrics(run_id, metrics).await?;
+    let accepts = RunsAccepting::Open;
+    state.writer().log_metrics(run_id, metrics, accepts).await?;
     state.telemetry().add_ingested_metrics(accepted as u64);
     Ok(Json(MetricsAccepted { accepted }))
 }

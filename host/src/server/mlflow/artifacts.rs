@@ -13,6 +13,7 @@ use super::error::{MlflowError, MlflowResult};
 use super::experiments::required;
 use super::request::MlflowRequest;
 use super::runs::{LoadedRun, load};
+use crate::server::api::artifacts::READ_CHUNK_BYTES;
 use crate::server::names::validate_artifact_name;
 use crate::server::state::AppState;
 use axum::Json;
@@ -236,7 +237,8 @@ async fn download(
             file_path.display()
         ))
     })?;
-    let mut response = Body::from_stream(ReaderStream::new(file)).into_response();
+    let chunks = ReaderStream::with_capacity(file, READ_CHUNK_BYTES);
+    let mut response = Body::from_stream(chunks).into_response();
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_LENGTH, found.size.into());

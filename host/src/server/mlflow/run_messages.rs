@@ -58,11 +58,48 @@ pub(super) struct MetricMessage {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(from = "LogMetricFields")]
 pub(super) struct LogMetric {
-    #[serde(flatten)]
     pub(super) run: RunRef,
-    #[serde(flatten)]
     pub(super) metric: MetricMessage,
+}
+
+/// The fields of [`LogMetric`] as they arrive. Spelled out rather than flattened, because
+/// serde buffers every field of a message with flattened parts before decoding it.
+#[derive(Debug, Deserialize)]
+struct LogMetricFields {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    key: Option<String>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    value: Option<f64>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    timestamp: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    step: Option<i64>,
+    model_id: Option<String>,
+    dataset_name: Option<String>,
+    dataset_digest: Option<String>,
+}
+
+impl From<LogMetricFields> for LogMetric {
+    fn from(fields: LogMetricFields) -> Self {
+        Self {
+            run: RunRef {
+                run_id: fields.run_id,
+                run_uuid: fields.run_uuid,
+            },
+            metric: MetricMessage {
+                key: fields.key,
+                value: fields.value,
+                timestamp: fields.timestamp,
+                step: fields.step,
+                model_id: fields.model_id,
+                dataset_name: fields.dataset_name,
+                dataset_digest: fields.dataset_digest,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,15 +112,40 @@ pub(super) struct LogKeyValue {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(from = "LogBatchFields")]
 pub(super) struct LogBatch {
-    #[serde(flatten)]
     pub(super) run: RunRef,
-    #[serde(default)]
     pub(super) metrics: Vec<MetricMessage>,
-    #[serde(default)]
     pub(super) params: Vec<KeyValue>,
-    #[serde(default)]
     pub(super) tags: Vec<KeyValue>,
+}
+
+/// The fields of [`LogBatch`] as they arrive, spelled out for the reason given at
+/// [`LogMetricFields`].
+#[derive(Debug, Deserialize)]
+struct LogBatchFields {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    #[serde(default)]
+    metrics: Vec<MetricMessage>,
+    #[serde(default)]
+    params: Vec<KeyValue>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+impl From<LogBatchFields> for LogBatch {
+    fn from(fields: LogBatchFields) -> Self {
+        Self {
+            run: RunRef {
+                run_id: fields.run_id,
+                run_uuid: fields.run_uuid,
+            },
+            metrics: fields.metrics,
+            params: fields.params,
+            tags: fields.tags,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,10 +1,11 @@
 //! Run routes: create, get, update, delete, restore, logging, tags, metric history and
 //! dataset inputs.
 //!
-//! Writes go through the same store functions as the native API, with the MetricWriter for
-//! single metric values. MLflow lets clients write to runs that have ended, which the native
-//! writes reject, so a write that finds its run ended is repeated with the store's MLflow
-//! variant, which accepts any status. Writes to a deleted run fail, as on an MLflow server.
+//! Metric values go through the MetricWriter, as those of the native API do, so concurrent
+//! requests share transactions; other writes through the store's MLflow batch. Both accept runs
+//! of any status, since MLflow clients write to runs that have ended, and refuse runs in the
+//! trash, as an MLflow server does. Each checks the run in its own write transaction, so a
+//! write costs no separate lookup.
 //!
 //! A metric value that names a logged model (`model_id`) is also recorded for that model, and
 //! `Run` messages carry the models a run used and produced.
@@ -30,7 +31,7 @@ use crate::server::names::validate_key;
 use crate::server::state::AppState;
 use crate::store::entity::run;
 use crate::store::mlflow::{Experiment, LifecycleStage, NewDatasetInput};
-use crate::store::{NewExternalRun, NewMetric, RunBatch, StoreError};
+use crate::store::{NewExternalRun, NewMetric, RunBatch, RunsAccepting, StoreError};
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde_json::{Value, json};
@@ -108,11 +109,11 @@ pub(super) async fn load(state: &AppState, run_id: &str) -> MlflowResult<LoadedR
     let run = store
         .get_run(run_id)
         .await?
-        .ok_or_else(|| MlflowError::not_found(format!("run with id '{run_id}' not found")))?;
+        .ok_or_else(|| run_not_found(run_id))?;
     let experiment = store
         .mlflow_experiment(run.project_id)
         .await?
-        .ok_or_else(|| MlflowError::not_found(format!("run with id '{run_id}' not found")))?;
+        .ok_or_else(|| run_not_found(run_id))?;
     let stages = store
         .mlflow_deleted_runs(std::slice::from_ref(&run.id))
         .await?;
@@ -268,24 +269,33 @@ pub(super) async fn log_metric(
     let model = MetricModel::of(&request.metric);
     let metric = new_metric(request.metric)?;
     let for_models = model_metrics(vec![model], std::slice::from_ref(&metric));
-    load_active(&state, &run_id).await?;
     check_metric_models(&state, &for_models).await?;
-    let written = state
-        .writer()
-        .log_metrics(run_id.clone(), vec![metric.clone()])
-        .await;
-    match written {
-        Err(StoreError::RunEnded { .. }) => {
-            let batch = RunBatch {
-                metrics: vec![metric],
-                ..RunBatch::default()
-            };
-            state.store().mlflow_log_batch(&run_id, &batch).await?;
-        }
-        other => other?,
-    }
+    log_run_metrics(&state, &run_id, vec![metric]).await?;
     log_model_metrics(&state, &run_id, &for_models).await?;
     Ok(Json(json!({})))
+}
+
+/// Records metric values of a run that is not deleted, whatever its status, through the
+/// MetricWriter, so that concurrent requests share a transaction.
+async fn log_run_metrics(
+    state: &AppState,
+    run_id: &str,
+    metrics: Vec<NewMetric>,
+) -> MlflowResult<()> {
+    let accepts = RunsAccepting::NotDeleted;
+    let written = state
+        .writer()
+        .log_metrics(run_id.to_owned(), metrics, accepts)
+        .await;
+    match written {
+        Err(StoreError::RunNotFound(_)) => Err(run_not_found(run_id)),
+        other => Ok(other?),
+    }
+}
+
+/// Builds MLflow's error for a run id that names no run.
+fn run_not_found(run_id: &str) -> MlflowError {
+    MlflowError::not_found(format!("run with id '{run_id}' not found"))
 }
 
 /// `POST runs/log-parameter`.
@@ -371,12 +381,16 @@ pub(super) async fn log_batch(
     let tags = tag_pairs(request.tags)?;
     let for_models = model_metrics(models, &metrics);
     check_metric_models(&state, &for_models).await?;
-    let batch = RunBatch {
-        metrics,
-        params,
-        tags,
-    };
-    write_batch(&state, &run_id, &batch).await?;
+    if params.is_empty() && tags.is_empty() {
+        log_run_metrics(&state, &run_id, metrics).await?;
+    } else {
+        let batch = RunBatch {
+            metrics,
+            params,
+            tags,
+        };
+        write_batch(&state, &run_id, &batch).await?;
+    }
     log_model_metrics(&state, &run_id, &for_models).await?;
     Ok(Json(json!({})))
 }
@@ -387,14 +401,10 @@ pub(super) async fn write_batch(
     run_id: &str,
     batch: &RunBatch,
 ) -> MlflowResult<()> {
-    load_active(state, run_id).await?;
-    match state.store().log_run_batch(run_id, batch).await {
-        Err(StoreError::RunEnded { .. }) => {
-            state.store().mlflow_log_batch(run_id, batch).await?;
-        }
-        other => other?,
+    match state.store().mlflow_log_batch(run_id, batch).await {
+        Err(StoreError::RunNotFound(_)) => Err(run_not_found(run_id)),
+        other => Ok(other?),
     }
-    Ok(())
 }
 
 /// `GET metrics/get-history`, paged by offset.

@@ -2,10 +2,11 @@
 
 use super::super::entity::run::{self, RunStatus};
 use super::super::entity::{latest_metric, metric, step_run};
+use super::super::mlflow::{LifecycleStage, entity::run_state};
 use super::super::{NewMetric, Store, StoreError, batch, metrics};
-use sea_orm::sea_query::{LockType, OnConflict};
+use sea_orm::sea_query::{Expr, LockType, OnConflict, Query};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use sea_orm::{DatabaseTransaction, QuerySelect};
+use sea_orm::{DatabaseTransaction, ExprTrait, QuerySelect};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Metric values of one run from one request, for [`Store::log_metric_group`].
@@ -15,14 +16,34 @@ pub struct MetricWrite {
     pub run_id: String,
     /// The values, with the rules of [`Store::log_metrics`].
     pub values: Vec<NewMetric>,
+    /// The runs that accept the values.
+    pub accepts: RunsAccepting,
+}
+
+/// The runs a metric write may go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunsAccepting {
+    /// Runs that have not ended, as the native API requires.
+    Open,
+    /// Runs of any status that are not in MLflow's trash, as MLflow's protocol allows.
+    NotDeleted,
+}
+
+/// What the group's checks need to know of a run.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RunState {
+    pub(super) status: RunStatus,
+    /// Whether the run is in MLflow's trash.
+    pub(super) deleted: bool,
 }
 
 impl Store {
     /// Records the metric values of many requests in one transaction and returns the outcome
     /// of each request, in order.
     ///
-    /// A request fails alone, with [`StoreError::RunNotFound`], [`StoreError::RunEnded`] or
-    /// [`StoreError::StepRunNotInRun`], and the others are recorded. The valid requests' rows
+    /// A request fails alone, with [`StoreError::RunNotFound`], [`StoreError::RunEnded`],
+    /// [`StoreError::RunDeleted`] or [`StoreError::StepRunNotInRun`], and the others are
+    /// recorded. The valid requests' rows
     /// go in multi-row `INSERT`s across runs, and their latest values in one upsert per chunk,
     /// with the rules of [`Store::log_metrics`]. An `Err` means the transaction failed and
     /// none of the requests was recorded.
@@ -31,11 +52,11 @@ impl Store {
         writes: &[MetricWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let transaction = batch::begin_write(&self.db).await?;
-        let statuses = run_statuses(&transaction, writes).await?;
+        let states = run_states(&transaction, writes).await?;
         let owners = step_run_owners(&transaction, writes).await?;
         let outcomes: Vec<Result<(), StoreError>> = writes
             .iter()
-            .map(|write| check_write(write, &statuses, &owners))
+            .map(|write| check_write(write, &states, &owners))
             .collect();
 
         let accepted: Vec<&MetricWrite> = writes
@@ -51,28 +72,49 @@ impl Store {
     }
 }
 
-/// Reads the status of every run the writes name, locking the rows on backends with row
-/// locks, so a concurrent finish waits for this transaction.
-async fn run_statuses(
+/// Reads the status of every run the writes name, and whether it is in MLflow's trash, in one
+/// query per chunk. The run rows are locked on backends with row locks, so a concurrent finish
+/// waits for this transaction.
+async fn run_states(
     db: &DatabaseTransaction,
     writes: &[MetricWrite],
-) -> Result<HashMap<String, RunStatus>, StoreError> {
+) -> Result<HashMap<String, RunState>, StoreError> {
     let run_ids: BTreeSet<&str> = writes.iter().map(|write| write.run_id.as_str()).collect();
     let run_ids: Vec<&str> = run_ids.into_iter().collect();
-    let mut statuses = HashMap::new();
+    let mut states = HashMap::new();
     for chunk in run_ids.chunks(batch::rows_per_statement(1)) {
         let found = run::Entity::find()
             .select_only()
             .column(run::Column::Id)
             .column(run::Column::Status)
+            .expr_as(Expr::exists(in_trash()), "deleted")
             .filter(run::Column::Id.is_in(chunk.iter().copied()))
             .lock(LockType::Share)
-            .into_tuple::<(String, RunStatus)>()
+            .into_tuple::<(String, RunStatus, bool)>()
             .all(db)
             .await?;
-        statuses.extend(found);
+        let found = found
+            .into_iter()
+            .map(|(id, status, deleted)| (id, RunState { status, deleted }));
+        states.extend(found);
     }
-    Ok(statuses)
+    Ok(states)
+}
+
+/// `SELECT 1 FROM mlflow_runs WHERE run_id = runs.id AND lifecycle_stage = 'deleted'`.
+fn in_trash() -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .expr(Expr::value(1))
+        .from(run_state::Entity)
+        .and_where(
+            Expr::col((run_state::Entity, run_state::Column::RunId))
+                .equals((run::Entity, run::Column::Id)),
+        )
+        .and_where(
+            Expr::col((run_state::Entity, run_state::Column::LifecycleStage))
+                .eq(LifecycleStage::Deleted.as_str()),
+        )
+        .to_owned()
 }
 
 /// Reads the run of every step run the writes name.
@@ -100,21 +142,27 @@ async fn step_run_owners(
     Ok(owners)
 }
 
-/// Checks that the run of `write` exists and has not ended, and that every step run it names
+/// Checks that the run of `write` exists and accepts it, and that every step run it names
 /// belongs to that run.
-fn check_write(
+pub(super) fn check_write(
     write: &MetricWrite,
-    statuses: &HashMap<String, RunStatus>,
+    states: &HashMap<String, RunState>,
     owners: &HashMap<String, String>,
 ) -> Result<(), StoreError> {
-    let Some(status) = statuses.get(&write.run_id) else {
+    let Some(state) = states.get(&write.run_id) else {
         return Err(StoreError::RunNotFound(write.run_id.clone()));
     };
-    if status.is_final() {
-        return Err(StoreError::RunEnded {
-            run_id: write.run_id.clone(),
-            status: *status,
-        });
+    match write.accepts {
+        RunsAccepting::Open if state.status.is_final() => {
+            return Err(StoreError::RunEnded {
+                run_id: write.run_id.clone(),
+                status: state.status,
+            });
+        }
+        RunsAccepting::NotDeleted if state.deleted => {
+            return Err(StoreError::RunDeleted(write.run_id.clone()));
+        }
+        _ => {}
     }
     for step_run_id in metrics::named_step_runs(&write.values) {
         if owners.get(step_run_id) != Some(&write.run_id) {
@@ -151,6 +199,7 @@ async fn insert_rows(db: &impl ConnectionTrait, writes: &[&MetricWrite]) -> Resu
             .exec_without_returning(db)
             .await?;
     }
+    super::super::downsample::rollup::upsert_blocks(db, values.iter().copied()).await?;
     Ok(())
 }
 
@@ -190,7 +239,7 @@ async fn upsert_latest(
 
 /// Picks the latest value of each run and key: the highest step, then the highest timestamp,
 /// and among equals the one given last, the order the upsert keeps too.
-fn latest_per_run_key<'a>(
+pub(super) fn latest_per_run_key<'a>(
     writes: &[&'a MetricWrite],
 ) -> BTreeMap<(&'a str, &'a str), &'a NewMetric> {
     let mut latest: BTreeMap<(&str, &str), &NewMetric> = BTreeMap::new();
@@ -227,14 +276,17 @@ mod tests {
         let first = MetricWrite {
             run_id: "a".into(),
             values: vec![value("loss", 3.0, 2, 10), value("loss", 1.0, 1, 20)],
+            accepts: RunsAccepting::Open,
         };
         let second = MetricWrite {
             run_id: "a".into(),
             values: vec![value("loss", 2.0, 2, 10)],
+            accepts: RunsAccepting::Open,
         };
         let other_run = MetricWrite {
             run_id: "b".into(),
             values: vec![value("loss", 9.0, 0, 0)],
+            accepts: RunsAccepting::Open,
         };
         let latest = latest_per_run_key(&[&first, &second, &other_run]);
 

@@ -19,6 +19,7 @@ mod m20261204_000011_create_governance;
 mod m20261204_000012_mlflow;
 mod m20261205_000013_mlflow_logged_models;
 mod m20261205_000014_index_mlflow_run_order;
+mod m20261205_000015_create_metric_blocks;
 
 /// The list of runledger's migrations.
 #[derive(Debug)]
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000012_mlflow::Migration),
             Box::new(m20261205_000013_mlflow_logged_models::Migration),
             Box::new(m20261205_000014_index_mlflow_run_order::Migration),
+            Box::new(m20261205_000015_create_metric_blocks::Migration),
         ]
     }
 }

@@ -98,13 +98,15 @@ impl Store {
     }
 
     /// Records metric values, params and tags of a run whatever its status, in one
-    /// transaction, with the rules of [`Store::log_run_batch`] otherwise.
+    /// transaction, with the rules of [`Store::log_run_batch`] otherwise. A run in the trash
+    /// fails with [`StoreError::RunDeleted`].
     pub async fn mlflow_log_batch(&self, run_id: &str, batch: &RunBatch) -> Result<(), StoreError> {
         let distinct: Vec<(String, String)> = params::distinct_params(run_id, &batch.params)?
             .into_iter()
             .collect();
         let transaction = batch::begin_write(&self.db).await?;
         runs::require_run(&transaction, run_id).await?;
+        require_not_deleted(&transaction, run_id).await?;
         for chunk in distinct.chunks(batch::rows_per_statement(3)) {
             params::insert_params(&transaction, run_id, chunk).await?;
         }
@@ -247,4 +249,15 @@ pub(super) async fn mark_deleted(
             .await?;
     }
     Ok(())
+}
+
+/// Fails with [`StoreError::RunDeleted`] when the run is in the trash.
+async fn require_not_deleted(db: &impl ConnectionTrait, run_id: &str) -> Result<(), StoreError> {
+    let state = run_state::Entity::find_by_id(run_id).one(db).await?;
+    match state {
+        Some(row) if LifecycleStage::parse(&row.lifecycle_stage) == LifecycleStage::Deleted => {
+            Err(StoreError::RunDeleted(run_id.to_owned()))
+        }
+        _ => Ok(()),
+    }
 }

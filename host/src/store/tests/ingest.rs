@@ -1,7 +1,8 @@
 use super::{new_run, on_each_backend};
+use crate::store::mlflow::LifecycleStage;
 use crate::store::{
-    MetricWrite, NewExternalRun, NewMetric, NewStepRun, RunBatch, RunFinish, RunStatus, StepStatus,
-    Store, StoreError,
+    MetricWrite, NewExternalRun, NewMetric, NewStepRun, RunBatch, RunFinish, RunStatus,
+    RunsAccepting, StepStatus, Store, StoreError,
 };
 
 fn value(key: &str, value: f64, step: i64) -> NewMetric {
@@ -67,22 +68,27 @@ async fn metric_group_rejects_bad_writes_alone() {
             MetricWrite {
                 run_id: open.run.id.clone(),
                 values: vec![value("loss", 2.0, 1), value("loss", 1.0, 2)],
+                accepts: RunsAccepting::Open,
             },
             MetricWrite {
                 run_id: "0190b8a0-0000-7000-8000-000000000000".to_owned(),
                 values: vec![value("loss", 1.0, 1)],
+                accepts: RunsAccepting::Open,
             },
             MetricWrite {
                 run_id: ended.run.id.clone(),
                 values: vec![value("loss", 1.0, 1)],
+                accepts: RunsAccepting::Open,
             },
             MetricWrite {
                 run_id: open.run.id.clone(),
                 values: vec![foreign],
+                accepts: RunsAccepting::Open,
             },
             MetricWrite {
                 run_id: other.id.clone(),
                 values: vec![value("accuracy", 0.5, 1)],
+                accepts: RunsAccepting::Open,
             },
         ];
         let outcomes = store.log_metric_group(&writes).await.unwrap();
@@ -107,6 +113,64 @@ async fn metric_group_rejects_bad_writes_alone() {
         assert!(ended_history.is_empty(), "nothing reached the ended run");
         let accuracy = store.metric_history(&other.id, "accuracy").await.unwrap();
         assert_eq!(accuracy.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mlflow_metric_writes_reach_ended_runs_but_not_deleted_ones() {
+    on_each_backend(async |store: &Store| {
+        let ended = store
+            .create_external_run(external_run("ended"))
+            .await
+            .unwrap();
+        let deleted = store
+            .create_external_run(external_run("deleted"))
+            .await
+            .unwrap();
+        let finish = RunFinish {
+            status: RunStatus::Failed,
+            error: None,
+            ended_at: None,
+        };
+        store
+            .finish_external_run(&ended.run.id, finish)
+            .await
+            .unwrap();
+        store
+            .mlflow_set_run_stage(&deleted.run.id, LifecycleStage::Deleted)
+            .await
+            .unwrap();
+
+        let write = |run_id: &str| MetricWrite {
+            run_id: run_id.to_owned(),
+            values: vec![value("loss", 0.5, 3)],
+            accepts: RunsAccepting::NotDeleted,
+        };
+        let writes = [write(&ended.run.id), write(&deleted.run.id)];
+        let outcomes = store.log_metric_group(&writes).await.unwrap();
+
+        assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+        assert!(
+            matches!(&outcomes[1], Err(StoreError::RunDeleted(id)) if *id == deleted.run.id),
+            "{:?}",
+            outcomes[1]
+        );
+        let history = store.metric_history(&ended.run.id, "loss").await.unwrap();
+        assert_eq!(history.len(), 1, "the ended run took the value");
+        assert_eq!(history[0].value, 0.5);
+        let trashed = store.metric_history(&deleted.run.id, "loss").await.unwrap();
+        assert!(trashed.is_empty(), "nothing reached the deleted run");
+
+        store
+            .mlflow_set_run_stage(&deleted.run.id, LifecycleStage::Active)
+            .await
+            .unwrap();
+        let outcomes = store
+            .log_metric_group(&[write(&deleted.run.id)])
+            .await
+            .unwrap();
+        assert!(outcomes[0].is_ok(), "a restored run takes values again");
     })
     .await;
 }
@@ -140,4 +204,171 @@ async fn run_batch_is_all_or_nothing() {
         assert_eq!(params["alpha"], "0.1", "the first value stays");
     })
     .await;
+}
+
+/// Runs of the committer comparison: one open, one ended, one in MLflow's trash, and a pipeline
+/// run whose step run the writes must not borrow.
+struct CommitterRuns {
+    open: String,
+    own_step: String,
+    ended: String,
+    deleted: String,
+    foreign_step: String,
+}
+
+async fn committer_runs(store: &Store) -> CommitterRuns {
+    let open = store.create_external_run(external_run("open")).await;
+    let open = open.unwrap().run.id;
+    let own_step = store.create_step_run(step_of(&open)).await.unwrap().id;
+    let ended = store.create_external_run(external_run("ended")).await;
+    let ended = ended.unwrap().run.id;
+    let finish = RunFinish {
+        status: RunStatus::Succeeded,
+        error: None,
+        ended_at: None,
+    };
+    store.finish_external_run(&ended, finish).await.unwrap();
+    let deleted = store.create_external_run(external_run("deleted")).await;
+    let deleted = deleted.unwrap().run.id;
+    store
+        .mlflow_set_run_stage(&deleted, LifecycleStage::Deleted)
+        .await
+        .unwrap();
+    let other = store.create_run(new_run("other")).await.unwrap();
+    let foreign_step = store.create_step_run(step_of(&other.id)).await.unwrap().id;
+    CommitterRuns {
+        open,
+        own_step,
+        ended,
+        deleted,
+        foreign_step,
+    }
+}
+
+/// Writes that take every path of the checks, and more rows than one multi-row `INSERT` holds.
+fn committer_writes(runs: &CommitterRuns) -> Vec<MetricWrite> {
+    let write = |run_id: &str, values: Vec<NewMetric>, accepts| MetricWrite {
+        run_id: run_id.to_owned(),
+        values,
+        accepts,
+    };
+    let mut long: Vec<NewMetric> = (0..150)
+        .map(|step| value("loss", step as f64, step))
+        .collect();
+    long.push(value("loss", f64::NAN, 150));
+    long.push(value("loss", f64::INFINITY, 149));
+    let mut own = value("accuracy", 0.75, 4);
+    own.step_run_id = Some(runs.own_step.clone());
+    let mut borrowed = value("accuracy", 0.5, 5);
+    borrowed.step_run_id = Some(runs.foreign_step.clone());
+    let unknown = "0190b8a0-0000-7000-8000-000000000000";
+    vec![
+        write(&runs.open, long, RunsAccepting::Open),
+        write(&runs.open, vec![own], RunsAccepting::Open),
+        write(&runs.open, vec![borrowed], RunsAccepting::Open),
+        write(
+            unknown,
+            vec![value("loss", 1.0, 1)],
+            RunsAccepting::NotDeleted,
+        ),
+        write(
+            &runs.ended,
+            vec![value("loss", 1.0, 1)],
+            RunsAccepting::Open,
+        ),
+        write(
+            &runs.ended,
+            vec![value("loss", 2.0, 2)],
+            RunsAccepting::NotDeleted,
+        ),
+        write(
+            &runs.deleted,
+            vec![value("loss", 3.0, 3)],
+            RunsAccepting::NotDeleted,
+        ),
+    ]
+}
+
+/// What a store holds for a run: every series point and latest value, as comparable text.
+async fn recorded(store: &Store, run_id: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for key in ["loss", "accuracy"] {
+        for point in store.metric_history(run_id, key).await.unwrap() {
+            let step_run = point.step_run_id.is_some();
+            lines.push(format!("{key} {} {} {step_run}", point.step, point.value));
+        }
+    }
+    for point in store.latest_metrics(run_id).await.unwrap() {
+        lines.push(format!(
+            "latest {} {} {}",
+            point.key, point.step, point.value
+        ));
+    }
+    lines
+}
+
+/// Outcome of a write, by kind, so that outcomes of two databases compare.
+fn outcome_kind(outcome: &Result<(), StoreError>) -> String {
+    match outcome {
+        Ok(()) => "ok".to_owned(),
+        Err(error) => format!("{error:?}")
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_committer_matches_the_pooled_group_commit() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let pooled = Store::open_sqlite(dirs[0].path()).await.unwrap();
+    let direct = Store::open_sqlite(dirs[1].path()).await.unwrap();
+    let pooled_runs = committer_runs(&pooled).await;
+    let direct_runs = committer_runs(&direct).await;
+    let mut committer = direct.sqlite_committer().unwrap().unwrap();
+
+    let pooled_outcomes = pooled
+        .log_metric_group(&committer_writes(&pooled_runs))
+        .await
+        .unwrap();
+    let direct_outcomes = committer.commit(&committer_writes(&direct_runs)).unwrap();
+
+    let kinds = |outcomes: &[Result<(), StoreError>]| -> Vec<String> {
+        outcomes.iter().map(outcome_kind).collect()
+    };
+    assert_eq!(
+        kinds(&direct_outcomes),
+        [
+            "ok",
+            "ok",
+            "StepRunNotInRun",
+            "RunNotFound",
+            "RunEnded",
+            "ok",
+            "RunDeleted"
+        ]
+    );
+    assert_eq!(kinds(&direct_outcomes), kinds(&pooled_outcomes));
+    for (pooled_run, direct_run) in [
+        (&pooled_runs.open, &direct_runs.open),
+        (&pooled_runs.ended, &direct_runs.ended),
+        (&pooled_runs.deleted, &direct_runs.deleted),
+    ] {
+        let expected = recorded(&pooled, pooled_run).await;
+        assert_eq!(recorded(&direct, direct_run).await, expected);
+    }
+    let open = recorded(&direct, &direct_runs.open).await;
+    assert_eq!(open.len(), 152 + 1 + 2, "{open:?}");
+    let series = async |store: &Store, run_id: &str| {
+        let all = i64::MIN..=i64::MAX;
+        let series = store.metric_series(run_id, "loss", None, all, 4).await;
+        format!("{:?}", series.unwrap())
+    };
+    assert_eq!(
+        series(&direct, &direct_runs.open).await,
+        series(&pooled, &pooled_runs.open).await,
+        "the downsampled series, which reads the block summaries, agree"
+    );
+    assert!(open.contains(&"latest loss 150 NaN".to_owned()), "{open:?}");
 }

@@ -9,6 +9,7 @@ mod detail;
 mod governance;
 mod ingest;
 mod lineage;
+mod metric_blocks;
 mod metrics;
 mod mlflow_logged_models;
 mod mlflow_search;
