@@ -95,8 +95,8 @@ impl MetricWriter {
     /// Records `metrics` of `run_id` and returns once they are committed. Fails with
     /// [`StoreError::RunNotFound`] when the run does not exist,
     /// [`StoreError::StepRunNotInRun`] when a value names a step run of another run, and
-    /// [`StoreError::RunEnded`] or [`StoreError::RunDeleted`] when the run does not accept
-    /// values as `accepts` says.
+    /// [`StoreError::RunEnded`] or [`StoreError::RunDeleted`] when `accepts` excludes the
+    /// run.
     pub async fn log_metrics(
         &self,
         run_id: String,

@@ -65,14 +65,14 @@ impl Store {
 
         let transaction = batch::begin_read(&self.db).await?;
         let max_points = max_points.max(MIN_SERIES_POINTS) as u64;
-        let mut total = None;
         if step_run_id.is_none() && steps == (i64::MIN..=i64::MAX) {
             match read_whole_series(&transaction, run_id, key, max_points).await? {
                 WholeSeries::Downsampled(series) => {
                     transaction.commit().await?;
                     return Ok(series);
                 }
-                WholeSeries::Total(known) => total = Some(known),
+                // The rows are counted again rather than trusting the summaries' sum, which
+                // misses rows that a process of an older build, keeping no summaries, wrote.
                 WholeSeries::Unusable => {}
             }
         }
@@ -84,7 +84,7 @@ impl Store {
             steps,
             buckets: (max_points - 2) / 2,
         };
-        let series = read_rows(&transaction, self.backend(), &query, total, max_points).await?;
+        let series = read_rows(&transaction, self.backend(), &query, max_points).await?;
         transaction.commit().await?;
         Ok(series)
     }
@@ -110,12 +110,11 @@ async fn check_series_ids(
     Ok(())
 }
 
-/// Reads the series from its rows, counting them first unless `total` gives their number.
+/// Reads the series from its rows, counting them first.
 async fn read_rows(
     db: &impl ConnectionTrait,
     backend: DbBackend,
     query: &BucketQuery<'_>,
-    total: Option<u64>,
     max_points: u64,
 ) -> Result<MetricSeries, StoreError> {
     let series = series_query(
@@ -124,10 +123,7 @@ async fn read_rows(
         query.step_run_id,
         query.steps.clone(),
     );
-    let total = match total {
-        Some(total) => total,
-        None => series.clone().count(db).await?,
-    };
+    let total = series.clone().count(db).await?;
     if backend == DbBackend::Sqlite && total > max_points * SQL_BUCKETING_RATIO {
         let points = bucketed_points(db, query).await?;
         return Ok(MetricSeries {

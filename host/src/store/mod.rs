@@ -251,10 +251,17 @@ fn configure_sqlite(options: &mut ConnectOptions, file: Option<PathBuf>, in_memo
     });
 }
 
-/// Returns the file a SQLite URL names, or `None` for an in-memory database or a URL the
-/// driver does not accept.
+/// Returns the file a SQLite URL names, or `None` for an in-memory database, a URL the driver
+/// does not accept, and a URL with open options (`mode=ro`, `immutable`, `vfs`) that the
+/// metric committer's own connection would not honour, so writes keep to the pool.
 fn sqlite_file_of(url: &str) -> Option<Arc<Path>> {
-    if is_in_memory(url) {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let pool_only = query.split('&').any(|option| {
+        let name = option.split('=').next().unwrap_or_default();
+        matches!(name, "immutable" | "vfs")
+            || (name == "mode" && option != "mode=rwc" && option != "mode=rw")
+    });
+    if is_in_memory(url) || pool_only {
         return None;
     }
     let options = SqliteConnectOptions::from_str(url).ok()?;

@@ -24,11 +24,8 @@ const MIN_BLOCK_LIMIT: u64 = 16_384;
 pub(super) enum WholeSeries {
     /// The series downsampled from the summaries.
     Downsampled(MetricSeries),
-    /// The number of points, when the series should be read from its rows: it fits
-    /// `max_points` whole, or it has fewer blocks than buckets requested.
-    Total(u64),
-    /// The summaries do not help: the series has too many blocks, or none, as a series with no
-    /// point has.
+    /// The series must be read from its rows: it fits `max_points` whole, it has fewer blocks
+    /// than buckets requested or too many, or it has none, as a series with no point has.
     Unusable,
 }
 
@@ -50,7 +47,7 @@ pub(super) async fn read_whole_series(
     let total: i64 = blocks.iter().map(|block| block.count).sum();
     let total = u64::try_from(total).unwrap_or_default();
     if total <= max_points || (blocks.len() as u64) < buckets {
-        return Ok(WholeSeries::Total(total));
+        return Ok(WholeSeries::Unusable);
     }
     Ok(WholeSeries::Downsampled(MetricSeries {
         total_points: total,

@@ -29,7 +29,7 @@ pub enum RunsAccepting {
     NotDeleted,
 }
 
-/// What the group's checks need to know of a run.
+/// The state of a run that the group's checks read.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RunState {
     pub(super) status: RunStatus,

@@ -56,8 +56,8 @@ pub struct SqliteCommitter {
 }
 
 impl Store {
-    /// Opens a connection that commits metric groups on the calling thread, when the store is
-    /// a SQLite file; `None` for PostgreSQL and in-memory SQLite, whose writes go through
+    /// Opens a connection that commits metric groups on the calling thread when the store is
+    /// a writable SQLite file. Returns `None` otherwise, and writes go through
     /// [`Store::log_metric_group`].
     pub fn sqlite_committer(&self) -> Option<Result<SqliteCommitter, StoreError>> {
         self.sqlite_file().map(SqliteCommitter::open)

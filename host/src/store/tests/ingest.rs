@@ -118,7 +118,7 @@ async fn metric_group_rejects_bad_writes_alone() {
 }
 
 #[tokio::test]
-async fn mlflow_metric_writes_reach_ended_runs_but_not_deleted_ones() {
+async fn mlflow_writes_skip_deleted_runs() {
     on_each_backend(async |store: &Store| {
         let ended = store
             .create_external_run(external_run("ended"))
@@ -289,7 +289,7 @@ fn committer_writes(runs: &CommitterRuns) -> Vec<MetricWrite> {
     ]
 }
 
-/// What a store holds for a run: every series point and latest value, as comparable text.
+/// Lists every series point and latest value a store keeps for a run, as comparable text.
 async fn recorded(store: &Store, run_id: &str) -> Vec<String> {
     let mut lines = Vec::new();
     for key in ["loss", "accuracy"] {
@@ -320,7 +320,7 @@ fn outcome_kind(outcome: &Result<(), StoreError>) -> String {
 }
 
 #[tokio::test]
-async fn sqlite_committer_matches_the_pooled_group_commit() {
+async fn sqlite_committer_matches_group_commit() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let pooled = Store::open_sqlite(dirs[0].path()).await.unwrap();
     let direct = Store::open_sqlite(dirs[1].path()).await.unwrap();
@@ -371,4 +371,34 @@ async fn sqlite_committer_matches_the_pooled_group_commit() {
         "the downsampled series, which reads the block summaries, agree"
     );
     assert!(open.contains(&"latest loss 150 NaN".to_owned()), "{open:?}");
+}
+
+#[tokio::test]
+async fn committer_only_for_writable_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = Store::open_sqlite(dir.path()).await.unwrap();
+    assert!(
+        created.sqlite_committer().is_some(),
+        "a data directory's file"
+    );
+    created.close().await.unwrap();
+    let path = dir.path().join(crate::store::SQLITE_FILE_NAME);
+
+    let writable = Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await;
+    let writable = writable.unwrap();
+    assert_eq!(writable.sqlite_file(), Some(path.as_path()));
+    assert!(writable.sqlite_committer().unwrap().is_ok());
+
+    let read_only = Store::connect(&format!("sqlite://{}?mode=ro", path.display())).await;
+    let read_only = read_only.unwrap();
+    assert!(
+        read_only.sqlite_file().is_none(),
+        "mode=ro keeps writes to the pool"
+    );
+
+    let memory = Store::connect("sqlite::memory:").await.unwrap();
+    assert!(
+        memory.sqlite_committer().is_none(),
+        "in-memory SQLite has no file"
+    );
 }
