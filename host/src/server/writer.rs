@@ -7,12 +7,17 @@
 //! write commits at once, without waiting for company.
 //!
 //! On a SQLite file the writer is a thread of its own that drives a [`SqliteCommitter`], so a
-//! group costs one thread hand-off each way instead of one per statement. On PostgreSQL and
-//! in-memory SQLite it is a task that commits through [`Store::log_metric_group`].
+//! group costs one thread hand-off each way instead of one per statement. When that thread is
+//! idle and nothing waits in the channel, a small write skips both hand-offs: the handler
+//! takes the committer and commits on its own thread. If another connection has SQLite's write
+//! lock, the write goes through the channel instead. A lone client's write then costs the
+//! commit and no thread wake-up. The log's checkpoints stay on the writer thread, because they
+//! can wait on `fsync`. On PostgreSQL and in-memory SQLite the writer is a task that commits
+//! through [`Store::log_metric_group`].
 
 use crate::store::{MetricWrite, NewMetric, RunsAccepting, SqliteCommitter, Store, StoreError};
 use sea_orm::DbErr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -24,10 +29,20 @@ const MAX_GROUP_ROWS: usize = 4096;
 /// clients down instead of growing memory.
 const CHANNEL_CAPACITY: usize = 8192;
 
+/// Most values of a write that a handler commits on its own thread. A larger write would block
+/// a runtime thread too long, so it goes to the writer thread.
+const MAX_INLINE_ROWS: usize = 64;
+
+/// The writer thread's committer, which handlers borrow while the thread is idle. It is `None`
+/// once the thread has stopped.
+type SharedCommitter = Arc<Mutex<Option<SqliteCommitter>>>;
+
 /// Writer of metric values of runs. A write returns once its values are committed.
 #[derive(Debug)]
 pub struct MetricWriter {
     sender: mpsc::Sender<Message>,
+    /// The committer of the writer thread, on a SQLite file.
+    committer: Option<SharedCommitter>,
     worker: Mutex<Option<Worker>>,
 }
 
@@ -45,6 +60,8 @@ enum Message {
     Write(PendingWrite),
     /// Commit everything sent so far, stop, and then reply.
     Stop(oneshot::Sender<()>),
+    /// A handler's commit left the write-ahead log large: checkpoint it.
+    Checkpoint,
 }
 
 #[derive(Debug)]
@@ -72,22 +89,30 @@ impl MetricWriter {
         let task = tokio::spawn(run_writer(store, receiver));
         Self {
             sender,
+            committer: None,
             worker: Mutex::new(Some(Worker::Task(task))),
         }
     }
 
     /// Starts the writer thread. The store stays with it only to keep the pool open as long as
     /// the thread writes beside it.
-    fn start_thread(committer: SqliteCommitter, store: Store) -> std::io::Result<Self> {
+    fn start_thread(committer: SqliteCommitter, store: Store) -> Result<Self, StoreError> {
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        let shared: SharedCommitter = Arc::new(Mutex::new(Some(committer)));
+        let thread_committer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("metric-writer".to_owned())
             .spawn(move || {
-                run_thread(committer, receiver);
+                run_thread(&thread_committer, receiver);
                 drop(store);
+            })
+            .map_err(|error| {
+                let message = format!("cannot start the metric writer thread: {error}");
+                StoreError::Database(DbErr::Custom(message))
             })?;
         Ok(Self {
             sender,
+            committer: Some(shared),
             worker: Mutex::new(Some(Worker::Thread(thread))),
         })
     }
@@ -103,17 +128,53 @@ impl MetricWriter {
         metrics: Vec<NewMetric>,
         accepts: RunsAccepting,
     ) -> Result<(), StoreError> {
-        let (reply, outcome) = oneshot::channel();
         let write = MetricWrite {
             run_id,
             values: metrics,
             accepts,
         };
+        if let Some(outcome) = self.commit_inline(&write) {
+            return outcome;
+        }
+
+        let (reply, outcome) = oneshot::channel();
         let message = Message::Write(PendingWrite { write, reply });
         if self.sender.send(message).await.is_err() {
             return Err(stopped());
         }
         outcome.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Commits `write` on the calling thread when the writer thread is idle, nothing waits in the
+    /// channel, the write is small and no other connection holds SQLite's write lock. Returns
+    /// `None` when the write must go through the channel.
+    fn commit_inline(&self, write: &MetricWrite) -> Option<Result<(), StoreError>> {
+        let shared = self.committer.as_ref()?;
+        let queued = self.sender.capacity() < self.sender.max_capacity();
+        if write.values.len() > MAX_INLINE_ROWS || queued || self.sender.is_closed() {
+            return None;
+        }
+        let mut guard = shared.try_lock().ok()?;
+        let committer = guard.as_mut()?;
+        let outcome = committer.commit_unless_busy(std::slice::from_ref(write));
+        let checkpoint = committer.wal_is_large();
+        drop(guard);
+
+        if checkpoint {
+            // A full channel means the thread is busy and checks the log after its next group.
+            let _ = self.sender.try_send(Message::Checkpoint);
+        }
+        match outcome {
+            Ok(Some(mut outcomes)) => Some(outcomes.pop().unwrap_or_else(|| {
+                let message = "the metric commit returned no outcome for the write".to_owned();
+                Err(StoreError::Database(DbErr::Custom(message)))
+            })),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::error!(cause = %error, rows = write.values.len(), "metric commit failed");
+                Some(Err(error))
+            }
+        }
     }
 
     /// Commits every write already accepted, then stops taking new ones.
@@ -125,7 +186,7 @@ impl MetricWriter {
         let worker = self
             .worker
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
         let failed = match worker {
             Some(Worker::Task(task)) => task.await.is_err(),
@@ -142,8 +203,9 @@ impl MetricWriter {
 }
 
 /// Runs the writer thread, which commits groups until a stop request or until every sender is
-/// gone.
-fn run_thread(mut committer: SqliteCommitter, mut receiver: mpsc::Receiver<Message>) {
+/// gone, then closes the committer's connection. After each group, and when a handler asks, it
+/// checkpoints the log while holding the committer, so no commit starts during the checkpoint.
+fn run_thread(committer: &SharedCommitter, mut receiver: mpsc::Receiver<Message>) {
     let mut carried: Option<PendingWrite> = None;
     let mut stop_replies = Vec::new();
     loop {
@@ -156,19 +218,45 @@ fn run_thread(mut committer: SqliteCommitter, mut receiver: mpsc::Receiver<Messa
                     stop_replies.push(reply);
                     continue;
                 }
+                Some(Message::Checkpoint) => {
+                    if let Some(committer) = lock(committer).as_mut() {
+                        committer.checkpoint_if_large();
+                    }
+                    continue;
+                }
                 None => break,
             },
         };
         let mut group = vec![first];
         carried = fill_group(&mut group, &mut receiver, &mut stop_replies);
         let (writes, replies) = split(group);
-        let outcome = committer.commit(&writes);
+        let outcome = commit_on_thread(committer, &writes);
         reply_all(&writes, replies, outcome);
     }
+    lock(committer).take();
     tracing::debug!("metric writer stopped");
     for reply in stop_replies {
         let _ = reply.send(());
     }
+}
+
+/// Commits a group through the shared committer, then checkpoints the log when it is large.
+/// The replies wait for the checkpoint, as they would for SQLite's automatic one.
+fn commit_on_thread(
+    committer: &SharedCommitter,
+    writes: &[MetricWrite],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut guard = lock(committer);
+    let committer = guard.as_mut().ok_or_else(stopped)?;
+    let outcome = committer.commit(writes);
+    committer.checkpoint_if_large();
+    outcome
+}
+
+/// Locks the committer. A handler that panicked while holding it left no transaction open,
+/// because a dropped transaction rolls back, so the connection stays usable.
+fn lock(committer: &SharedCommitter) -> MutexGuard<'_, Option<SqliteCommitter>> {
+    committer.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Runs the writer task, which commits groups until a stop request or until every sender is
@@ -188,6 +276,7 @@ async fn run_writer(store: Store, mut receiver: mpsc::Receiver<Message>) {
                     stop_replies.push(reply);
                     continue;
                 }
+                Some(Message::Checkpoint) => continue,
                 None => break,
             },
         };
@@ -223,6 +312,8 @@ fn fill_group(
                 receiver.close();
                 stop_replies.push(reply);
             }
+            // The group's commit checks the log anyway.
+            Ok(Message::Checkpoint) => {}
             Err(_) => break,
         }
     }

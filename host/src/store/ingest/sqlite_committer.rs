@@ -7,6 +7,11 @@
 //! that calls it, keeps its statements prepared between groups, and binds one row at a time,
 //! which costs SQLite no more than a multi-row `INSERT`.
 //!
+//! The connection does not checkpoint the write-ahead log as part of a commit, so a commit never
+//! waits on the copy into the database file and its `fsync`. It counts the log's frames
+//! instead, and its owner calls [`SqliteCommitter::checkpoint_if_large`] on a thread that may
+//! block.
+//!
 //! The checks and the rows written are those of [`Store::log_metric_group`]: the same
 //! [`check_write`] decides each write, the latest values follow the same rule, and the block
 //! summaries of long series are merged in the same transaction.
@@ -21,7 +26,16 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement, params};
 use sea_orm::DbErr;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
+
+/// How long a commit waits for SQLite's write lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Frames in the write-ahead log from which [`SqliteCommitter::checkpoint_if_large`] copies
+/// them into the database file: SQLite's own automatic checkpoint threshold.
+const CHECKPOINT_FRAMES: i32 = 1000;
 
 const RUN_STATE: &str = "SELECT status, EXISTS (SELECT 1 FROM mlflow_runs WHERE \
      mlflow_runs.run_id = runs.id AND lifecycle_stage = ?2) FROM runs WHERE id = ?1";
@@ -53,6 +67,8 @@ const STATEMENT_CACHE: usize = 16;
 #[derive(Debug)]
 pub struct SqliteCommitter {
     connection: Connection,
+    /// Frames in the write-ahead log after this connection's last commit.
+    wal_frames: Arc<AtomicI32>,
 }
 
 impl Store {
@@ -68,12 +84,71 @@ impl SqliteCommitter {
     /// Opens the database file with the settings of the store's own connections: WAL,
     /// synchronous `NORMAL`, foreign keys and the busy timeout.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let connection = open_connection(path).map_err(|error| {
+        let wal_frames = Arc::new(AtomicI32::new(0));
+        let connection = open_connection(path, wal_frames.clone()).map_err(|error| {
             let message = format!("cannot open {} for metric writes: {error}", path.display());
             StoreError::Database(DbErr::Custom(message))
         })?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Self { connection })
+        Ok(Self {
+            connection,
+            wal_frames,
+        })
+    }
+
+    /// Commits `writes` as [`SqliteCommitter::commit`] does, unless another connection holds
+    /// SQLite's write lock: then it returns `Ok(None)` at once instead of waiting.
+    pub fn commit_unless_busy(
+        &mut self,
+        writes: &[MetricWrite],
+    ) -> Result<Option<Vec<Result<(), StoreError>>>, StoreError> {
+        self.set_busy_timeout(Duration::ZERO)?;
+        let outcome = self.try_commit(writes);
+        self.set_busy_timeout(BUSY_TIMEOUT)?;
+        match outcome {
+            Ok(outcomes) => Ok(Some(outcomes)),
+            Err(error) if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                Ok(None)
+            }
+            Err(error) => Err(commit_error(&error)),
+        }
+    }
+
+    /// Whether the write-ahead log has grown to [`CHECKPOINT_FRAMES`] frames.
+    pub fn wal_is_large(&self) -> bool {
+        self.wal_frames.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES
+    }
+
+    /// Copies the write-ahead log into the database file when it is large, without waiting for
+    /// readers or other writers, as SQLite's automatic checkpoint does. This can take
+    /// milliseconds, `fsync` included, so the caller must be a thread that may block.
+    ///
+    /// The caller must not let this connection commit during the checkpoint. SQLite starts the
+    /// log over only when a write begins after every frame was copied; commits that keep
+    /// arriving during checkpoints would make the log grow without end.
+    pub fn checkpoint_if_large(&mut self) {
+        if !self.wal_is_large() {
+            return;
+        }
+        match self
+            .connection
+            .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
+        {
+            Ok((frames, copied)) if frames >= 0 => {
+                tracing::debug!(frames, copied, "metric writer checkpointed the log");
+                if frames == copied {
+                    self.wal_frames.store(0, Ordering::Relaxed);
+                }
+            }
+            Ok(_) => tracing::warn!("metric writer cannot checkpoint: the log is not in WAL mode"),
+            Err(error) => tracing::warn!(cause = %error, "metric writer cannot checkpoint"),
+        }
+    }
+
+    fn set_busy_timeout(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.connection
+            .busy_timeout(timeout)
+            .map_err(|error| commit_error(&error))
     }
 
     /// Records the metric values of many requests in one transaction and returns the outcome
@@ -82,9 +157,8 @@ impl SqliteCommitter {
         &mut self,
         writes: &[MetricWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        self.try_commit(writes).map_err(|error| {
-            StoreError::Database(DbErr::Custom(format!("metric group commit: {error}")))
-        })
+        self.try_commit(writes)
+            .map_err(|error| commit_error(&error))
     }
 
     fn try_commit(
@@ -114,13 +188,23 @@ impl SqliteCommitter {
     }
 }
 
-fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+fn commit_error(error: &rusqlite::Error) -> StoreError {
+    StoreError::Database(DbErr::Custom(format!("metric group commit: {error}")))
+}
+
+/// Opens the connection and replaces its automatic checkpoint with a hook that stores the
+/// log's frame count in `wal_frames` after each commit.
+fn open_connection(path: &Path, wal_frames: Arc<AtomicI32>) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(path, flags)?;
-    connection.busy_timeout(Duration::from_secs(30))?;
+    let mut connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.pragma_update(None, "foreign_keys", true)?;
+    connection.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames| {
+        wal_frames.store(frames, Ordering::Relaxed);
+        Ok(())
+    }))?;
     Ok(connection)
 }
 

@@ -402,3 +402,75 @@ async fn committer_only_for_writable_files() {
         "in-memory SQLite has no file"
     );
 }
+
+#[tokio::test]
+async fn committer_yields_while_another_connection_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let run_id = store.create_external_run(external_run("busy")).await;
+    let run_id = run_id.unwrap().run.id;
+    let mut committer = store.sqlite_committer().unwrap().unwrap();
+    let write = MetricWrite {
+        run_id: run_id.clone(),
+        values: vec![value("loss", 0.5, 1)],
+        accepts: RunsAccepting::Open,
+    };
+    let path = dir.path().join(crate::store::SQLITE_FILE_NAME);
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let started = std::time::Instant::now();
+    let while_held = committer.commit_unless_busy(std::slice::from_ref(&write));
+    let waited = started.elapsed();
+    other.execute_batch("ROLLBACK").unwrap();
+    let after = committer.commit_unless_busy(std::slice::from_ref(&write));
+
+    assert!(matches!(while_held, Ok(None)), "{while_held:?}");
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+    let outcomes = after.unwrap().expect("the lock is free again");
+    assert_eq!(
+        outcomes.iter().map(outcome_kind).collect::<Vec<_>>(),
+        ["ok"]
+    );
+    assert_eq!(
+        recorded(&store, &run_id).await,
+        ["loss 1 0.5 false", "latest loss 1 0.5"]
+    );
+    let commit = committer.commit(std::slice::from_ref(&write));
+    assert!(commit.is_ok(), "the busy timeout is back: {commit:?}");
+}
+
+#[tokio::test]
+async fn committer_checkpoints_keep_the_log_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let run_id = store.create_external_run(external_run("log")).await;
+    let run_id = run_id.unwrap().run.id;
+    let mut committer = store.sqlite_committer().unwrap().unwrap();
+    let wal = dir
+        .path()
+        .join(format!("{}-wal", crate::store::SQLITE_FILE_NAME));
+    let write = |step: i64| MetricWrite {
+        run_id: run_id.clone(),
+        values: vec![value("loss", 0.5, step)],
+        accepts: RunsAccepting::Open,
+    };
+
+    let mut became_large = None;
+    for step in 0..2_000 {
+        committer.commit(&[write(step)]).unwrap();
+        if committer.wal_is_large() && became_large.is_none() {
+            became_large = Some(step);
+        }
+        committer.checkpoint_if_large();
+        assert!(!committer.wal_is_large(), "checkpointed at step {step}");
+    }
+
+    let became_large = became_large.expect("2,000 commits fill the log past the threshold");
+    assert!(became_large < 1_000, "{became_large}");
+    let wal_bytes = std::fs::metadata(&wal).unwrap().len();
+    // Without checkpoints the log would hold every commit's pages: tens of MiB.
+    assert!(wal_bytes < 8 << 20, "the log has {wal_bytes} bytes");
+    let points = store.metric_history(&run_id, "loss").await.unwrap();
+    assert_eq!(points.len(), 2_000);
+}
