@@ -1,11 +1,12 @@
 //! Shared helpers for runledger's end-to-end tests and benchmarks: where the built plugins are,
 //! a runtime shared by all tests of a binary, and artifact stores in temporary directories. The
 //! [`Cli`] drives the `runledger` binary as a subprocess on SQLite or on a fresh PostgreSQL
-//! database.
+//! database. [`http1`] is the blocking keep-alive client of the benchmarks' load generators.
 //!
 //! The plugins must be built first: `cargo xtask build-plugins` (which `cargo xtask test` runs).
 //! Tests that drive the binary also need `cargo build -p runledger`.
 
+pub mod http1;
 pub mod server;
 pub mod web_ui;
 

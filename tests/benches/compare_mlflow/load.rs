@@ -1,8 +1,14 @@
 //! Metric ingestion over MLflow's REST protocol: `runs/log-metric` with one value per request
 //! and `runs/log-batch` with [`BATCH_SIZE`] values, from keep-alive clients.
+//!
+//! Each client is a thread with one blocking connection ([`Connection`]), so the load generator
+//! adds no thread hand-off of its own to a round trip. The set-up calls, which are not timed,
+//! use reqwest.
 
 use crate::servers::Server;
 use anyhow::{Context as _, Result, bail};
+use runledger_tests::http1::Connection;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -180,19 +186,29 @@ async fn run_clients(
     } else {
         "runs/log-batch"
     };
+    let url = reqwest::Url::parse(&server.endpoint(endpoint))?;
+    let address = url
+        .socket_addrs(|| None)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{url} names no address"))?;
     let target = Arc::new(Target {
-        url: server.endpoint(endpoint),
+        address,
+        path: url.path().to_owned(),
         run_id: ingested.run_id.clone(),
         metrics: phase.metrics_per_request,
         next_step: ingested.next_step.clone(),
     });
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        tasks.push(tokio::spawn(client_loop(client()?, target.clone(), limit)));
+        let target = target.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            client_loop(&target, limit)
+        }));
     }
     let mut totals = Totals::default();
     for task in tasks {
-        let client = task.await?;
+        let client = task.await??;
         totals.requests += client.requests;
         totals.acknowledged += client.acknowledged;
         totals.failures += client.failures;
@@ -202,51 +218,88 @@ async fn run_clients(
 
 /// Where a client sends and what.
 struct Target {
-    url: String,
+    address: SocketAddr,
+    path: String,
     run_id: String,
     metrics: usize,
     next_step: Arc<AtomicU64>,
 }
 
-async fn client_loop(client: reqwest::Client, target: Arc<Target>, limit: Limit) -> Totals {
+/// Sends requests on one keep-alive connection until `limit`, on the calling thread. A failed
+/// request counts and the client goes on, on a new connection when the old one broke.
+fn client_loop(target: &Target, limit: Limit) -> Result<Totals> {
     let mut totals = Totals::default();
+    let mut connection = None;
     loop {
         let done = match limit {
             Limit::Count(count) => totals.requests >= count,
             Limit::Until(deadline) => Instant::now() >= deadline,
         };
         if done {
-            return totals;
+            return Ok(totals);
         }
         let first_step = target
             .next_step
             .fetch_add(target.metrics as u64, Ordering::Relaxed);
         let body = request_body(&target.run_id, first_step, target.metrics);
-        let response = client
-            .post(&target.url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await;
+        let mut open = match connection.take() {
+            Some(open) => open,
+            None => Connection::open(target.address, REQUEST_TIMEOUT)
+                .with_context(|| format!("cannot connect to {}", target.address))?,
+        };
+        let response = open.post_json(&target.path, body.as_bytes());
         totals.requests += 1;
         match response {
-            Ok(response) if response.status().is_success() => {
-                // Reading the body to the end returns the connection to the pool.
-                let _ = response.bytes().await;
+            Ok(response) if response.is_success() => {
                 totals.acknowledged += target.metrics as u64;
+                connection = Some(open);
             }
             Ok(response) => {
-                let status = response.status();
-                let text = response.text().await.unwrap_or_default();
-                report_failure(&target.url, &format!("{status}: {text}"), totals.failures);
+                let message = format!("{}: {}", response.status, response.text());
+                report_failure(&target.path, &message, totals.failures);
                 totals.failures += 1;
+                connection = Some(open);
             }
             Err(error) => {
-                report_failure(&target.url, &error.to_string(), totals.failures);
+                report_failure(&target.path, &error.to_string(), totals.failures);
                 totals.failures += 1;
             }
         }
     }
+}
+
+/// Measures empty exchanges per second from one client: `GET /healthz`, which `server` serves
+/// from memory, for `duration` after a warm-up. No request that does work goes faster on this
+/// machine through this client, so the rate bounds the single-client `runs/log-metric` rows.
+pub(crate) async fn empty_exchange_rate(server: &Server, duration: Duration) -> Result<f64> {
+    let url = reqwest::Url::parse(&format!("{}/healthz", server.base))?;
+    let address = url
+        .socket_addrs(|| None)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{url} names no address"))?;
+    let path = url.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut connection = Connection::open(address, REQUEST_TIMEOUT)?;
+        for _ in 0..WARMUP_REQUESTS {
+            connection.get(&path)?;
+        }
+        let started = Instant::now();
+        let mut exchanges = 0u64;
+        while started.elapsed() < duration {
+            let response = connection.get(&path)?;
+            if !response.is_success() {
+                bail!(
+                    "GET {path} returned {}: {}",
+                    response.status,
+                    response.text()
+                );
+            }
+            exchanges += 1;
+        }
+        Ok(exchanges as f64 / started.elapsed().as_secs_f64())
+    })
+    .await?
 }
 
 /// Prints the first few failures of a client, so a failing server does not flood the output.

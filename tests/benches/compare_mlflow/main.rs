@@ -63,6 +63,9 @@ const PHASES: [Phase; 4] = [
     },
 ];
 
+/// Time of the empty exchanges that measure the single-client floor.
+const FLOOR_ROUND: Duration = Duration::from_secs(4);
+
 /// Time of the first-page searches per round, server and experiment.
 const SEARCH_ROUND: Duration = Duration::from_secs(3);
 
@@ -91,6 +94,8 @@ pub(crate) struct Measured {
     pub(crate) labels: [String; 3],
     /// Rows per second of the raw SQLite insert.
     pub(crate) ceiling_rows_per_second: f64,
+    /// Empty exchanges per second from one client to runledger: the single-client floor.
+    pub(crate) empty_exchanges_per_second: f64,
     /// Resident memory of the whole process tree after start, in KiB.
     pub(crate) idle_kib: Vec<u64>,
     /// Resident memory after start of the HTTP server processes alone, in KiB: for MLflow its
@@ -169,6 +174,7 @@ async fn run(mlflow: &Path, scratch: &Path, started: Instant) -> Result<()> {
     let mut measured = Measured {
         labels: labels(&servers),
         ceiling_rows_per_second,
+        empty_exchanges_per_second: 0.0,
         idle_kib,
         idle_server_kib,
         load_peak_kib: vec![0; 3],
@@ -183,6 +189,12 @@ async fn run(mlflow: &Path, scratch: &Path, started: Instant) -> Result<()> {
         seconds: 0.0,
     };
     ingest(&servers, &data, &mut measured).await?;
+    measured.empty_exchanges_per_second =
+        load::empty_exchange_rate(&servers[0], FLOOR_ROUND).await?;
+    println!(
+        "empty exchanges from 1 client (GET /healthz on runledger): {:.0}/s",
+        measured.empty_exchanges_per_second
+    );
     search(&servers, &data, &mut measured).await?;
     history(&servers, &data, &mut measured).await?;
     transfer(&servers, &data, &mut measured).await?;

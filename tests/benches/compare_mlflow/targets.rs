@@ -102,7 +102,30 @@ fn ingest_rows(measured: &Measured) -> Vec<Row> {
         [Some(measured.ceiling_rows_per_second), None, None],
         Better::None,
     ));
+    rows.push(floor_row(measured, &rows[0]));
     rows
+}
+
+/// Builds the row of the empty exchange from one client, with its rate as a multiple of MLflow's
+/// best single-client `runs/log-metric` rate in `single`: the most any server could reach there.
+fn floor_row(measured: &Measured, single: &Row) -> Row {
+    let floor = measured.empty_exchanges_per_second;
+    let mut row = plain(
+        "Empty exchange from 1 client, `GET /healthz` on runledger (requests/s)",
+        [Some(floor), None, None],
+        Better::None,
+    );
+    let best_mlflow = single.values[1..]
+        .iter()
+        .flatten()
+        .fold(0.0_f64, |best, value| best.max(*value));
+    if best_mlflow > 0.0 {
+        row.target = format!(
+            "upper bound of the 1-client rows: {:.0} times MLflow's best `runs/log-metric`",
+            floor / best_mlflow
+        );
+    }
+    row
 }
 
 fn search_rows(measured: &Measured) -> Vec<Row> {

@@ -1,0 +1,280 @@
+//! A blocking HTTP/1.1 client on one keep-alive connection, for the benchmarks' load
+//! generators.
+//!
+//! A general client such as reqwest runs each connection as a task of its own, so every request
+//! crosses between the caller's task and the connection's, often between threads. On two cores
+//! that hand-off costs about as much as a fast server's whole response, so the load generator
+//! would measure itself. This client writes the request and reads the response on the calling
+//! thread, as wrk does, so one round trip costs the two system calls it needs and little more.
+//! It supports only what the benchmarks send and the servers return: `POST` with a JSON body or
+//! `GET`, and responses framed by `Content-Length` or chunked.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Largest header block accepted in a response.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// A response: its status code and body.
+#[derive(Debug)]
+pub struct Response {
+    /// The status code, such as 200.
+    pub status: u16,
+    /// The body, with chunked framing removed.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as text, with invalid UTF-8 replaced.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One keep-alive connection to a server.
+pub struct Connection {
+    stream: TcpStream,
+    host: String,
+    /// Bytes read from the socket and not yet consumed.
+    buffer: Vec<u8>,
+    request: Vec<u8>,
+}
+
+impl Connection {
+    /// Connects to `address`, with `timeout` on each read and write.
+    pub fn open(address: SocketAddr, timeout: Duration) -> io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&address, timeout)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(Self {
+            stream,
+            host: address.to_string(),
+            buffer: Vec::with_capacity(16 * 1024),
+            request: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    /// Sends `body` as JSON to `path`, such as `/api/2.0/mlflow/runs/log-metric`, and reads the
+    /// whole response.
+    pub fn post_json(&mut self, path: &str, body: &[u8]) -> io::Result<Response> {
+        self.request.clear();
+        write!(
+            self.request,
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        )?;
+        self.request.extend_from_slice(body);
+        self.stream.write_all(&self.request)?;
+        self.read_response()
+    }
+
+    /// Sends a `GET` of `path` and reads the whole response.
+    pub fn get(&mut self, path: &str) -> io::Result<Response> {
+        self.request.clear();
+        write!(
+            self.request,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            self.host
+        )?;
+        self.stream.write_all(&self.request)?;
+        self.read_response()
+    }
+
+    fn read_response(&mut self) -> io::Result<Response> {
+        let head_end = self.read_head()?;
+        let head = Head::parse(&self.buffer[..head_end])?;
+        self.buffer.drain(..head_end);
+        let body = match head.framing {
+            Framing::Length(length) => self.read_exact_body(length)?,
+            Framing::Chunked => self.read_chunked_body()?,
+        };
+        Ok(Response {
+            status: head.status,
+            body,
+        })
+    }
+
+    /// Reads until the buffer holds a whole header block and returns the offset past its blank
+    /// line.
+    fn read_head(&mut self) -> io::Result<usize> {
+        let mut searched = 0;
+        loop {
+            if let Some(end) = find(&self.buffer[searched..], b"\r\n\r\n") {
+                return Ok(searched + end + 4);
+            }
+            searched = self.buffer.len().saturating_sub(3);
+            if self.buffer.len() > MAX_HEAD_BYTES {
+                return Err(invalid("the response's header block exceeds 64 KiB"));
+            }
+            self.fill()?;
+        }
+    }
+
+    fn read_exact_body(&mut self, length: usize) -> io::Result<Vec<u8>> {
+        while self.buffer.len() < length {
+            self.fill()?;
+        }
+        Ok(self.buffer.drain(..length).collect())
+    }
+
+    fn read_chunked_body(&mut self) -> io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            let size_text = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| invalid(&format!("invalid chunk size {size_text:?}")))?;
+            if size == 0 {
+                // Trailers, if any, end with an empty line.
+                while !self.read_line()?.is_empty() {}
+                return Ok(body);
+            }
+            body.extend(self.read_exact_body(size)?);
+            if !self.read_line()?.is_empty() {
+                return Err(invalid("a chunk does not end with CRLF"));
+            }
+        }
+    }
+
+    /// Reads one CRLF-terminated line and returns it without the CRLF.
+    fn read_line(&mut self) -> io::Result<String> {
+        loop {
+            if let Some(end) = find(&self.buffer, b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
+                self.buffer.drain(..end + 2);
+                return Ok(line);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Appends what the socket has to the buffer; fails when the server closed the connection.
+    fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        let read = self.stream.read(&mut chunk)?;
+        if read == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection before the response ended",
+            ));
+        }
+        self.buffer.extend_from_slice(&chunk[..read]);
+        Ok(())
+    }
+}
+
+/// How a response's body is delimited.
+enum Framing {
+    Length(usize),
+    Chunked,
+}
+
+/// The parts of a response's header block this client uses.
+struct Head {
+    status: u16,
+    framing: Framing,
+}
+
+impl Head {
+    fn parse(bytes: &[u8]) -> io::Result<Self> {
+        let text = std::str::from_utf8(bytes).map_err(|_| invalid("the header is not UTF-8"))?;
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| invalid(&format!("invalid status line {status_line:?}")))?;
+        let mut framing = Framing::Length(0);
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                let length = value
+                    .parse()
+                    .map_err(|_| invalid(&format!("invalid Content-Length {value:?}")))?;
+                framing = Framing::Length(length);
+            } else if name.eq_ignore_ascii_case("transfer-encoding")
+                && value.eq_ignore_ascii_case("chunked")
+            {
+                framing = Framing::Chunked;
+            }
+        }
+        Ok(Self { status, framing })
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// Serves one connection: for each request it reads, it writes the next canned response.
+    fn serve(responses: Vec<&'static [u8]>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            for response in responses {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while find(&request, b"\r\n\r\n").is_none() {
+                    let read = stream.read(&mut chunk).unwrap();
+                    request.extend_from_slice(&chunk[..read]);
+                }
+                stream.write_all(response).unwrap();
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn reads_length_and_chunked_responses() {
+        let address = serve(vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+            b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n\
+              3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n",
+        ]);
+        let mut connection = Connection::open(address, Duration::from_secs(5)).unwrap();
+
+        let first = connection.post_json("/a", b"{}").unwrap();
+        let second = connection.get("/b").unwrap();
+
+        assert!(first.is_success());
+        assert_eq!(first.body, b"{}");
+        assert_eq!(second.status, 400);
+        assert_eq!(second.text(), "abcde");
+    }
+
+    #[test]
+    fn reports_connection_closed_mid_response() {
+        let address = serve(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]);
+        let mut connection = Connection::open(address, Duration::from_secs(5)).unwrap();
+
+        let error = connection.post_json("/a", b"{}").unwrap_err();
+
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
