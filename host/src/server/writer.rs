@@ -17,7 +17,8 @@
 
 use crate::store::{MetricWrite, NewMetric, RunsAccepting, SqliteCommitter, Store, StoreError};
 use sea_orm::DbErr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -43,6 +44,9 @@ pub struct MetricWriter {
     sender: mpsc::Sender<Message>,
     /// The committer of the writer thread, on a SQLite file.
     committer: Option<SharedCommitter>,
+    /// Whether the writer thread has writes in hand, from taking them off the channel until it
+    /// replies. Handlers then leave the committer to it, so it cannot be starved.
+    thread_busy: Arc<AtomicBool>,
     worker: Mutex<Option<Worker>>,
 }
 
@@ -90,6 +94,7 @@ impl MetricWriter {
         Self {
             sender,
             committer: None,
+            thread_busy: Arc::new(AtomicBool::new(false)),
             worker: Mutex::new(Some(Worker::Task(task))),
         }
     }
@@ -99,11 +104,15 @@ impl MetricWriter {
     fn start_thread(committer: SqliteCommitter, store: Store) -> Result<Self, StoreError> {
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let shared: SharedCommitter = Arc::new(Mutex::new(Some(committer)));
-        let thread_committer = shared.clone();
+        let thread_busy = Arc::new(AtomicBool::new(false));
+        let writer = WriterThread {
+            committer: shared.clone(),
+            busy: thread_busy.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("metric-writer".to_owned())
             .spawn(move || {
-                run_thread(&thread_committer, receiver);
+                run_thread(&writer, receiver);
                 drop(store);
             })
             .map_err(|error| {
@@ -113,6 +122,7 @@ impl MetricWriter {
         Ok(Self {
             sender,
             committer: Some(shared),
+            thread_busy,
             worker: Mutex::new(Some(Worker::Thread(thread))),
         })
     }
@@ -151,10 +161,17 @@ impl MetricWriter {
     fn commit_inline(&self, write: &MetricWrite) -> Option<Result<(), StoreError>> {
         let shared = self.committer.as_ref()?;
         let queued = self.sender.capacity() < self.sender.max_capacity();
-        if write.values.len() > MAX_INLINE_ROWS || queued || self.sender.is_closed() {
+        let thread_busy = self.thread_busy.load(Ordering::Acquire);
+        if write.values.len() > MAX_INLINE_ROWS || queued || thread_busy || self.sender.is_closed()
+        {
             return None;
         }
-        let mut guard = shared.try_lock().ok()?;
+        let mut guard = match shared.try_lock() {
+            Ok(guard) => guard,
+            // A dropped transaction rolls back, so the connection outlives a panicked holder.
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
         let committer = guard.as_mut()?;
         let outcome = committer.commit_unless_busy(std::slice::from_ref(write));
         let checkpoint = committer.wal_is_large();
@@ -203,16 +220,21 @@ impl MetricWriter {
 }
 
 /// Runs the writer thread, which commits groups until a stop request or until every sender is
-/// gone, then closes the committer's connection. After each group, and when a handler asks, it
-/// checkpoints the log while holding the committer, so no commit starts during the checkpoint.
-fn run_thread(committer: &SharedCommitter, mut receiver: mpsc::Receiver<Message>) {
+/// gone, then closes the committer's connection. After each group, and when a handler requests
+/// it, the thread checkpoints the log while holding the committer, so no commit starts during
+/// the checkpoint.
+fn run_thread(writer: &WriterThread, mut receiver: mpsc::Receiver<Message>) {
+    let committer = &writer.committer;
     let mut carried: Option<PendingWrite> = None;
     let mut stop_replies = Vec::new();
     loop {
         let first = match carried.take() {
             Some(write) => write,
             None => match receiver.blocking_recv() {
-                Some(Message::Write(write)) => write,
+                Some(Message::Write(write)) => {
+                    writer.busy.store(true, Ordering::Release);
+                    write
+                }
                 Some(Message::Stop(reply)) => {
                     receiver.close();
                     stop_replies.push(reply);
@@ -231,6 +253,9 @@ fn run_thread(committer: &SharedCommitter, mut receiver: mpsc::Receiver<Message>
         carried = fill_group(&mut group, &mut receiver, &mut stop_replies);
         let (writes, replies) = split(group);
         let outcome = commit_on_thread(committer, &writes);
+        if carried.is_none() {
+            writer.busy.store(false, Ordering::Release);
+        }
         reply_all(&writes, replies, outcome);
     }
     lock(committer).take();
@@ -238,6 +263,12 @@ fn run_thread(committer: &SharedCommitter, mut receiver: mpsc::Receiver<Message>
     for reply in stop_replies {
         let _ = reply.send(());
     }
+}
+
+/// State the writer thread shares with the handlers.
+struct WriterThread {
+    committer: SharedCommitter,
+    busy: Arc<AtomicBool>,
 }
 
 /// Commits a group through the shared committer, then checkpoints the log when it is large.
@@ -369,4 +400,99 @@ fn stopped() -> StoreError {
     StoreError::Database(DbErr::Custom(
         "the metric writer has stopped because the server is shutting down".to_owned(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewExternalRun;
+
+    fn values(first_step: i64, count: i64) -> Vec<NewMetric> {
+        (first_step..first_step + count)
+            .map(|step| NewMetric {
+                step_run_id: None,
+                key: "loss".to_owned(),
+                value: step as f64,
+                step,
+                timestamp_ms: 1_000,
+            })
+            .collect()
+    }
+
+    async fn open_run(store: &Store) -> String {
+        let run = NewExternalRun {
+            project: "writer".to_owned(),
+            name: "writer".to_owned(),
+            user_name: "client".to_owned(),
+            started_at: None,
+            params: Vec::new(),
+            tags: Vec::new(),
+        };
+        store.create_external_run(run).await.unwrap().run.id
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_all_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path()).await.unwrap();
+        let run_id = open_run(&store).await;
+        let writer = Arc::new(MetricWriter::start(store.clone()));
+        assert!(
+            writer.committer.is_some(),
+            "a SQLite file gets the writer thread"
+        );
+
+        let mut tasks = Vec::new();
+        for client in 0..16 {
+            let writer = writer.clone();
+            let run_id = run_id.clone();
+            tasks.push(tokio::spawn(async move {
+                for request in 0..50 {
+                    let step = client * 10_000 + request;
+                    let write = values(step, 1);
+                    writer
+                        .log_metrics(run_id.clone(), write, RunsAccepting::Open)
+                        .await
+                        .unwrap();
+                }
+                let batch = values(client * 10_000 + 1_000, 1_000);
+                writer
+                    .log_metrics(run_id, batch, RunsAccepting::Open)
+                    .await
+                    .unwrap();
+            }));
+        }
+        // A lost reply or a starved writer thread would hang the clients, so they get a deadline.
+        let deadline = std::time::Duration::from_secs(60);
+        for task in tasks {
+            let joined = tokio::time::timeout(deadline, task).await;
+            joined.expect("every write returns").unwrap();
+        }
+        writer.shutdown().await;
+        let after = writer
+            .log_metrics(run_id.clone(), values(0, 1), RunsAccepting::Open)
+            .await;
+
+        let points = store.metric_history(&run_id, "loss").await.unwrap();
+        assert_eq!(points.len(), 16 * (50 + 1_000));
+        let error = after.unwrap_err().to_string();
+        assert!(error.contains("shutting down"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn inline_write_reports_an_unknown_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path()).await.unwrap();
+        let writer = MetricWriter::start(store);
+
+        let outcome = writer
+            .log_metrics("missing".to_owned(), values(0, 1), RunsAccepting::Open)
+            .await;
+
+        assert!(
+            matches!(outcome, Err(StoreError::RunNotFound(_))),
+            "{outcome:?}"
+        );
+        writer.shutdown().await;
+    }
 }

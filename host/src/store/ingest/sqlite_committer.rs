@@ -104,7 +104,10 @@ impl SqliteCommitter {
     ) -> Result<Option<Vec<Result<(), StoreError>>>, StoreError> {
         self.set_busy_timeout(Duration::ZERO)?;
         let outcome = self.try_commit(writes);
-        self.set_busy_timeout(BUSY_TIMEOUT)?;
+        // The outcome stands even if this fails: the next `commit` sets the timeout again.
+        if let Err(error) = self.set_busy_timeout(BUSY_TIMEOUT) {
+            tracing::warn!(cause = %error, "metric committer cannot restore its busy timeout");
+        }
         match outcome {
             Ok(outcomes) => Ok(Some(outcomes)),
             Err(error) if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
@@ -157,6 +160,8 @@ impl SqliteCommitter {
         &mut self,
         writes: &[MetricWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        // A handler that panicked inside `commit_unless_busy` may have left the timeout at zero.
+        self.set_busy_timeout(BUSY_TIMEOUT)?;
         self.try_commit(writes)
             .map_err(|error| commit_error(&error))
     }

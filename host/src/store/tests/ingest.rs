@@ -436,8 +436,26 @@ async fn committer_yields_while_another_connection_writes() {
         recorded(&store, &run_id).await,
         ["loss 1 0.5 false", "latest loss 1 0.5"]
     );
+
+    let (locked, lock_taken) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        other.execute_batch("ROLLBACK").unwrap();
+    });
+    lock_taken.recv().unwrap();
+    let started = std::time::Instant::now();
     let commit = committer.commit(std::slice::from_ref(&write));
-    assert!(commit.is_ok(), "the busy timeout is back: {commit:?}");
+    let waited = started.elapsed();
+    holder.join().unwrap();
+
+    assert!(commit.is_ok(), "commit waits for the lock: {commit:?}");
+    assert!(
+        waited >= std::time::Duration::from_millis(200),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test]
