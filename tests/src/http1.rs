@@ -26,12 +26,12 @@ pub struct Response {
 }
 
 impl Response {
-    /// Whether the status is 2xx.
+    /// Returns whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
-    /// The body as text, with invalid UTF-8 replaced.
+    /// Returns the body as text, with invalid UTF-8 replaced.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -44,6 +44,8 @@ pub struct Connection {
     /// Bytes read from the socket and not yet consumed.
     buffer: Vec<u8>,
     request: Vec<u8>,
+    /// Whether the server may take another request on this connection.
+    reusable: bool,
 }
 
 impl Connection {
@@ -58,7 +60,14 @@ impl Connection {
             host: address.to_string(),
             buffer: Vec::with_capacity(16 * 1024),
             request: Vec::with_capacity(16 * 1024),
+            reusable: true,
         })
+    }
+
+    /// Returns whether another request may follow on this connection: false after a response with
+    /// `Connection: close`, from an HTTP/1.0 server, or delimited by the end of the stream.
+    pub fn is_reusable(&self) -> bool {
+        self.reusable
     }
 
     /// Sends `body` as JSON to `path`, such as `/api/2.0/mlflow/runs/log-metric`, and reads the
@@ -89,18 +98,31 @@ impl Connection {
         self.read_response()
     }
 
+    /// Reads the final response, skipping interim 1xx ones.
     fn read_response(&mut self) -> io::Result<Response> {
-        let head_end = self.read_head()?;
-        let head = Head::parse(&self.buffer[..head_end])?;
-        self.buffer.drain(..head_end);
-        let body = match head.framing {
-            Framing::Length(length) => self.read_exact_body(length)?,
-            Framing::Chunked => self.read_chunked_body()?,
-        };
-        Ok(Response {
-            status: head.status,
-            body,
-        })
+        loop {
+            let head_end = self.read_head()?;
+            let head = Head::parse(&self.buffer[..head_end])?;
+            self.buffer.drain(..head_end);
+            if (100..200).contains(&head.status) {
+                continue;
+            }
+            self.reusable = head.keep_alive && !matches!(head.framing, Framing::UntilClose);
+            let body = match head.framing {
+                Framing::Length(length) => self.read_exact_body(length)?,
+                Framing::Chunked => self.read_chunked_body()?,
+                Framing::UntilClose => self.read_to_end()?,
+            };
+            return Ok(Response {
+                status: head.status,
+                body,
+            });
+        }
+    }
+
+    fn read_to_end(&mut self) -> io::Result<Vec<u8>> {
+        self.stream.read_to_end(&mut self.buffer)?;
+        Ok(std::mem::take(&mut self.buffer))
     }
 
     /// Reads until the buffer holds a whole header block and returns the offset past its blank
@@ -157,10 +179,21 @@ impl Connection {
         }
     }
 
-    /// Appends what the socket has to the buffer; fails when the server closed the connection.
+    /// Appends what the socket has to the buffer. Fails when the server closed the connection.
     fn fill(&mut self) -> io::Result<()> {
         let mut chunk = [0u8; 16 * 1024];
-        let read = self.stream.read(&mut chunk)?;
+        let read = loop {
+            match self.stream.read(&mut chunk) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "timed out waiting for the server's response",
+                    ));
+                }
+                other => break other?,
+            }
+        };
         if read == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -176,12 +209,16 @@ impl Connection {
 enum Framing {
     Length(usize),
     Chunked,
+    /// No length and no chunks: the body runs to the end of the stream.
+    UntilClose,
 }
 
 /// The parts of a response's header block this client uses.
 struct Head {
     status: u16,
     framing: Framing,
+    /// Whether the server keeps the connection open after this response.
+    keep_alive: bool,
 }
 
 impl Head {
@@ -194,24 +231,52 @@ impl Head {
             .nth(1)
             .and_then(|code| code.parse().ok())
             .ok_or_else(|| invalid(&format!("invalid status line {status_line:?}")))?;
-        let mut framing = Framing::Length(0);
+
+        let mut length = None;
+        let mut chunked = false;
+        let mut keep_alive = status_line.starts_with("HTTP/1.1");
         for line in lines {
             let Some((name, value)) = line.split_once(':') else {
                 continue;
             };
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
-                let length = value
+                let parsed = value
                     .parse()
                     .map_err(|_| invalid(&format!("invalid Content-Length {value:?}")))?;
-                framing = Framing::Length(length);
-            } else if name.eq_ignore_ascii_case("transfer-encoding")
-                && value.eq_ignore_ascii_case("chunked")
-            {
-                framing = Framing::Chunked;
+                length = Some(parsed);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                let last = value.rsplit(',').next().unwrap_or("").trim();
+                chunked = last.eq_ignore_ascii_case("chunked");
+            } else if name.eq_ignore_ascii_case("connection") {
+                let has = |token: &str| {
+                    value
+                        .split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case(token))
+                };
+                keep_alive = if has("close") {
+                    false
+                } else {
+                    keep_alive || has("keep-alive")
+                };
             }
         }
-        Ok(Self { status, framing })
+
+        // Chunked framing overrides a length, and these statuses never carry a body (RFC 9112,
+        // section 6.3).
+        let framing = if matches!(status, 204 | 304) {
+            Framing::Length(0)
+        } else if chunked {
+            Framing::Chunked
+        } else {
+            length.map_or(Framing::UntilClose, Framing::Length)
+        };
+
+        Ok(Self {
+            status,
+            framing,
+            keep_alive,
+        })
     }
 }
 
@@ -266,6 +331,21 @@ mod tests {
         assert_eq!(first.body, b"{}");
         assert_eq!(second.status, 400);
         assert_eq!(second.text(), "abcde");
+        assert!(connection.is_reusable());
+    }
+
+    #[test]
+    fn skips_interim_and_reads_until_close() {
+        let address = serve(vec![
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall",
+        ]);
+        let mut connection = Connection::open(address, Duration::from_secs(5)).unwrap();
+
+        let response = connection.post_json("/a", b"{}").unwrap();
+
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "all");
+        assert!(!connection.is_reusable());
     }
 
     #[test]

@@ -23,6 +23,9 @@ const WARMUP_REQUESTS: u64 = 20;
 /// Time limit of one request; MLflow's SQLite store can wait long on its write lock.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Pause of a client after a failed connection attempt, before it tries again.
+const RECONNECT_DELAY: Duration = Duration::from_millis(100);
+
 /// Timestamp of every ingested value, in milliseconds since the Unix epoch (2026-01-01).
 const INGEST_TIME_MS: i64 = 1_767_225_600_000;
 
@@ -58,7 +61,7 @@ pub(crate) struct Ingested {
 }
 
 impl Ingested {
-    /// Requests per second of the measured rounds.
+    /// Requests per second of the measured rounds, failed ones included.
     pub(crate) fn requests_per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -208,7 +211,7 @@ async fn run_clients(
     }
     let mut totals = Totals::default();
     for task in tasks {
-        let client = task.await??;
+        let client = task.await?;
         totals.requests += client.requests;
         totals.acknowledged += client.acknowledged;
         totals.failures += client.failures;
@@ -226,8 +229,9 @@ struct Target {
 }
 
 /// Sends requests on one keep-alive connection until `limit`, on the calling thread. A failed
-/// request counts and the client goes on, on a new connection when the old one broke.
-fn client_loop(target: &Target, limit: Limit) -> Result<Totals> {
+/// request counts and the client goes on, on a new connection when the old one broke or the
+/// server closed it.
+fn client_loop(target: &Target, limit: Limit) -> Totals {
     let mut totals = Totals::default();
     let mut connection = None;
     loop {
@@ -236,34 +240,43 @@ fn client_loop(target: &Target, limit: Limit) -> Result<Totals> {
             Limit::Until(deadline) => Instant::now() >= deadline,
         };
         if done {
-            return Ok(totals);
+            return totals;
         }
         let first_step = target
             .next_step
             .fetch_add(target.metrics as u64, Ordering::Relaxed);
         let body = request_body(&target.run_id, first_step, target.metrics);
+        totals.requests += 1;
         let mut open = match connection.take() {
             Some(open) => open,
-            None => Connection::open(target.address, REQUEST_TIMEOUT)
-                .with_context(|| format!("cannot connect to {}", target.address))?,
+            None => match Connection::open(target.address, REQUEST_TIMEOUT) {
+                Ok(open) => open,
+                Err(error) => {
+                    let message = format!("cannot connect to {}: {error}", target.address);
+                    report_failure(&target.path, &message, totals.failures);
+                    totals.failures += 1;
+                    std::thread::sleep(RECONNECT_DELAY);
+                    continue;
+                }
+            },
         };
-        let response = open.post_json(&target.path, body.as_bytes());
-        totals.requests += 1;
-        match response {
+        match open.post_json(&target.path, body.as_bytes()) {
             Ok(response) if response.is_success() => {
                 totals.acknowledged += target.metrics as u64;
-                connection = Some(open);
             }
             Ok(response) => {
                 let message = format!("{}: {}", response.status, response.text());
                 report_failure(&target.path, &message, totals.failures);
                 totals.failures += 1;
-                connection = Some(open);
             }
             Err(error) => {
                 report_failure(&target.path, &error.to_string(), totals.failures);
                 totals.failures += 1;
+                continue;
             }
+        }
+        if open.is_reusable() {
+            connection = Some(open);
         }
     }
 }

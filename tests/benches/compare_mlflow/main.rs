@@ -6,9 +6,10 @@
 //! alternating rounds, so machine noise hits each alike. It sends single `runs/log-metric`
 //! requests and 1,000-metric `runs/log-batch` requests from 1 and 16 keep-alive clients,
 //! searches 10,000 and 100,000 seeded runs with `runs/search`, reads a 100,000-value series with
-//! `metrics/get-history`, and moves a 1 GiB artifact through the artifact proxy. It samples each server's resident memory, compares
-//! ingestion with rows inserted straight into SQLite, checks that every acknowledged metric is
-//! stored, and writes the table into BENCHMARKS.md.
+//! `metrics/get-history`, and moves a 1 GiB artifact through the artifact proxy. It samples each
+//! server's resident memory, compares ingestion with rows inserted straight into SQLite and one
+//! client's rate with an empty exchange, checks that every acknowledged metric is stored, and
+//! writes the table into BENCHMARKS.md.
 //!
 //! Run it with `cargo xtask bench compare-mlflow`, which installs MLflow into the venv and
 //! builds the binary first.

@@ -64,13 +64,9 @@ fn ingest_rows(measured: &Measured) -> Vec<Row> {
     for (index, phase) in crate::PHASES.iter().enumerate() {
         let results: Vec<&crate::load::Ingested> = measured.ingested[index].iter().collect();
         let single = phase.metrics_per_request == 1;
-        let values = per_server(&results, |result| {
-            if single {
-                result.requests_per_second()
-            } else {
-                result.metrics_per_second()
-            }
-        });
+        // With one value per request, acknowledged values per second are acknowledged requests
+        // per second, so failed requests never raise a rate.
+        let values = per_server(&results, |result| result.metrics_per_second());
         let unit = if single {
             "requests/s"
         } else {
