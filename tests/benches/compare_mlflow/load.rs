@@ -190,11 +190,7 @@ async fn run_clients(
         "runs/log-batch"
     };
     let url = reqwest::Url::parse(&server.endpoint(endpoint))?;
-    let address = url
-        .socket_addrs(|| None)?
-        .into_iter()
-        .next()
-        .with_context(|| format!("{url} names no address"))?;
+    let address = socket_address(&url)?;
     let target = Arc::new(Target {
         address,
         path: url.path().to_owned(),
@@ -217,6 +213,14 @@ async fn run_clients(
         totals.failures += client.failures;
     }
     Ok(totals)
+}
+
+/// Returns the socket address of `url`'s host and port.
+fn socket_address(url: &reqwest::Url) -> Result<SocketAddr> {
+    url.socket_addrs(|| None)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{url} resolves to no address"))
 }
 
 /// Where a client sends and what.
@@ -286,11 +290,7 @@ fn client_loop(target: &Target, limit: Limit) -> Totals {
 /// machine through this client, so the rate bounds the single-client `runs/log-metric` rows.
 pub(crate) async fn empty_exchange_rate(server: &Server, duration: Duration) -> Result<f64> {
     let url = reqwest::Url::parse(&format!("{}/healthz", server.base))?;
-    let address = url
-        .socket_addrs(|| None)?
-        .into_iter()
-        .next()
-        .with_context(|| format!("{url} names no address"))?;
+    let address = socket_address(&url)?;
     let path = url.path().to_owned();
     tokio::task::spawn_blocking(move || {
         let mut connection = Connection::open(address, REQUEST_TIMEOUT)?;

@@ -54,17 +54,8 @@ impl Store {
         let transaction = batch::begin_write(&self.db).await?;
         let states = run_states(&transaction, writes).await?;
         let owners = step_run_owners(&transaction, writes).await?;
-        let outcomes: Vec<Result<(), StoreError>> = writes
-            .iter()
-            .map(|write| check_write(write, &states, &owners))
-            .collect();
+        let (outcomes, accepted) = check_writes(writes, &states, &owners);
 
-        let accepted: Vec<&MetricWrite> = writes
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| outcome.is_ok())
-            .map(|(write, _)| write)
-            .collect();
         insert_rows(&transaction, &accepted).await?;
         upsert_latest(&transaction, &accepted).await?;
         transaction.commit().await?;
@@ -142,9 +133,29 @@ async fn step_run_owners(
     Ok(owners)
 }
 
+/// Checks each write with [`check_write`] and returns the outcomes, in order, with the writes
+/// they accept.
+pub(super) fn check_writes<'a>(
+    writes: &'a [MetricWrite],
+    states: &HashMap<String, RunState>,
+    owners: &HashMap<String, String>,
+) -> (Vec<Result<(), StoreError>>, Vec<&'a MetricWrite>) {
+    let outcomes: Vec<Result<(), StoreError>> = writes
+        .iter()
+        .map(|write| check_write(write, states, owners))
+        .collect();
+    let accepted = writes
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(write, _)| write)
+        .collect();
+    (outcomes, accepted)
+}
+
 /// Checks that the run of `write` exists and accepts it, and that every step run it names
 /// belongs to that run.
-pub(super) fn check_write(
+fn check_write(
     write: &MetricWrite,
     states: &HashMap<String, RunState>,
     owners: &HashMap<String, String>,

@@ -13,10 +13,10 @@
 //! block.
 //!
 //! The checks and the rows written are those of [`Store::log_metric_group`]: the same
-//! [`check_write`] decides each write, the latest values follow the same rule, and the block
+//! [`check_writes`] decides each write, the latest values follow the same rule, and the block
 //! summaries of long series are merged in the same transaction.
 
-use super::metric_group::{RunState, check_write, latest_per_run_key};
+use super::metric_group::{RunState, check_writes, latest_per_run_key};
 use super::{MetricWrite, NewMetric};
 use crate::store::downsample::rollup;
 use crate::store::entity::run::RunStatus;
@@ -104,7 +104,8 @@ impl SqliteCommitter {
     ) -> Result<Option<Vec<Result<(), StoreError>>>, StoreError> {
         self.set_busy_timeout(Duration::ZERO)?;
         let outcome = self.try_commit(writes);
-        // The outcome stands even if this fails: the next `commit` sets the timeout again.
+        // The commit's outcome is kept even if this fails, because the next `commit` sets the
+        // timeout again.
         if let Err(error) = self.set_busy_timeout(BUSY_TIMEOUT) {
             tracing::warn!(cause = %error, "metric committer cannot restore its busy timeout");
         }
@@ -117,7 +118,7 @@ impl SqliteCommitter {
         }
     }
 
-    /// Whether the write-ahead log has grown to [`CHECKPOINT_FRAMES`] frames.
+    /// Returns whether the write-ahead log has grown to [`CHECKPOINT_FRAMES`] frames.
     pub fn wal_is_large(&self) -> bool {
         self.wal_frames.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES
     }
@@ -127,7 +128,7 @@ impl SqliteCommitter {
     /// milliseconds, `fsync` included, so the caller must be a thread that may block.
     ///
     /// The caller must not let this connection commit during the checkpoint. SQLite starts the
-    /// log over only when a write begins after every frame was copied; commits that keep
+    /// log over only when a write begins after every frame was copied, so commits that keep
     /// arriving during checkpoints would make the log grow without end.
     pub fn checkpoint_if_large(&mut self) {
         if !self.wal_is_large() {
@@ -175,17 +176,8 @@ impl SqliteCommitter {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let states = run_states(&transaction, writes)?;
         let owners = step_run_owners(&transaction, writes)?;
-        let outcomes: Vec<Result<(), StoreError>> = writes
-            .iter()
-            .map(|write| check_write(write, &states, &owners))
-            .collect();
+        let (outcomes, accepted) = check_writes(writes, &states, &owners);
 
-        let accepted: Vec<&MetricWrite> = writes
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| outcome.is_ok())
-            .map(|(write, _)| write)
-            .collect();
         insert_rows(&transaction, &accepted)?;
         upsert_latest(&transaction, &accepted)?;
         transaction.commit()?;
