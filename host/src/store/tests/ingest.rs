@@ -492,3 +492,46 @@ async fn committer_checkpoints_keep_the_log_small() {
     let points = store.metric_history(&run_id, "loss").await.unwrap();
     assert_eq!(points.len(), 2_000);
 }
+
+#[tokio::test]
+async fn failed_commit_releases_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let run_id = store.create_external_run(external_run("fails")).await;
+    let run_id = run_id.unwrap().run.id;
+    let mut committer = store.sqlite_committer().unwrap().unwrap();
+    let path = dir.path().join(crate::store::SQLITE_FILE_NAME);
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER reject_poison BEFORE INSERT ON metrics WHEN NEW.key = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'poison rejected'); END",
+        )
+        .unwrap();
+    let write = |key: &str| MetricWrite {
+        run_id: run_id.clone(),
+        values: vec![value(key, 0.5, 1)],
+        accepts: RunsAccepting::Open,
+    };
+
+    let failed = committer.commit(&[write("poison")]);
+    other.busy_timeout(std::time::Duration::ZERO).unwrap();
+    let lock_free = other.execute_batch("BEGIN IMMEDIATE; ROLLBACK");
+    let after = committer.commit(&[write("loss")]);
+
+    let error = failed.expect_err("the trigger aborts the insert");
+    assert!(error.to_string().contains("poison rejected"), "{error}");
+    assert!(
+        lock_free.is_ok(),
+        "the failed commit rolled back: {lock_free:?}"
+    );
+    let outcomes = after.expect("the connection is usable again");
+    assert_eq!(
+        outcomes.iter().map(outcome_kind).collect::<Vec<_>>(),
+        ["ok"]
+    );
+    assert_eq!(
+        recorded(&store, &run_id).await,
+        ["loss 1 0.5 false", "latest loss 1 0.5"]
+    );
+}
