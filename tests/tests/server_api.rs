@@ -577,6 +577,9 @@ async fn upload_rejects_bad_input_and_leaves_nothing() {
     let component = read_bytes(&hello_dir().join("plugin.wasm"));
     let wrong_world = read_bytes(&test_plugins_dir().join("wrong-world@0.1.0/plugin.wasm"));
     let bad_manifest = good_manifest.replace("kind = \"step-executor\"", "kind = \"stepper\"");
+    // Larger than the socket buffers, so the client is still sending when the server rejects
+    // the part before it.
+    let large_component = vec![0_u8; 8 << 20];
     let cases: Vec<(&str, Vec<Part>, &str)> = vec![
         (
             "invalid manifest",
@@ -628,6 +631,15 @@ async fn upload_rejects_bad_input_and_leaves_nothing() {
                 ("manifest", good),
                 ("manifest", good),
                 ("component", &component),
+            ],
+            "twice",
+        ),
+        (
+            "manifest twice before a large component",
+            vec![
+                ("manifest", good),
+                ("manifest", good),
+                ("component", &large_component),
             ],
             "twice",
         ),

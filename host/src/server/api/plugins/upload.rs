@@ -104,7 +104,13 @@ async fn upload(
     })?;
     let root = upload_root(state)?;
     let staging = Staging::create(&root)?;
-    let manifest_text = read_parts(&mut multipart, staging.path()).await?;
+    let manifest_text = match read_parts(&mut multipart, staging.path()).await {
+        Ok(text) => text,
+        Err(error) => {
+            discard_rest(&mut multipart).await;
+            return Err(error);
+        }
+    };
     let staged = load_staged(staging.path(), &manifest_text).await?;
     check_component(state, staged.clone()).await?;
 
@@ -224,6 +230,14 @@ async fn read_parts(multipart: &mut Multipart, staging: &Path) -> ApiResult<Stri
             "the part is missing; send the plugin.toml text as the part `manifest`",
         )
     })
+}
+
+/// Reads and drops the rest of a rejected upload, up to the route's body limit, so a client
+/// still sending it gets the error response instead of a broken pipe or a reset connection.
+async fn discard_rest(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
 }
 
 async fn read_manifest(mut field: Field<'_>) -> ApiResult<String> {
