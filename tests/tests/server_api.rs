@@ -1302,8 +1302,11 @@ fn schemathesis_finds_no_server_errors() {
             "50",
             "--seed",
             "20261204",
+            // One worker: with two threads, Hypothesis parses lambda sources with `ast` from
+            // both at once, and Python 3.11 then raised "AST constructor recursion depth
+            // mismatch" in one clean run, reported as a schemathesis error.
             "--workers",
-            "2",
+            "1",
         ])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--request-timeout", "30", "--suppress-health-check", "all"])
