@@ -405,11 +405,7 @@ async fn committer_only_for_writable_files() {
 
 #[tokio::test]
 async fn committer_yields_while_another_connection_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
-    let run_id = store.create_external_run(external_run("busy")).await;
-    let run_id = run_id.unwrap().run.id;
-    let mut committer = store.sqlite_committer().unwrap().unwrap();
+    let (dir, store, run_id, mut committer) = committer_with_run("busy").await;
     let write = MetricWrite {
         run_id: run_id.clone(),
         values: vec![value("loss", 0.5, 1)],
@@ -460,11 +456,7 @@ async fn committer_yields_while_another_connection_writes() {
 
 #[tokio::test]
 async fn committer_checkpoints_keep_the_log_small() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
-    let run_id = store.create_external_run(external_run("log")).await;
-    let run_id = run_id.unwrap().run.id;
-    let mut committer = store.sqlite_committer().unwrap().unwrap();
+    let (dir, store, run_id, mut committer) = committer_with_run("log").await;
     let wal = dir
         .path()
         .join(format!("{}-wal", crate::store::SQLITE_FILE_NAME));
@@ -495,11 +487,7 @@ async fn committer_checkpoints_keep_the_log_small() {
 
 #[tokio::test]
 async fn failed_commit_releases_the_write_lock() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
-    let run_id = store.create_external_run(external_run("fails")).await;
-    let run_id = run_id.unwrap().run.id;
-    let mut committer = store.sqlite_committer().unwrap().unwrap();
+    let (dir, store, run_id, mut committer) = committer_with_run("fails").await;
     let path = dir.path().join(crate::store::SQLITE_FILE_NAME);
     let other = rusqlite::Connection::open(&path).unwrap();
     other
@@ -534,4 +522,22 @@ async fn failed_commit_releases_the_write_lock() {
         recorded(&store, &run_id).await,
         ["loss 1 0.5 false", "latest loss 1 0.5"]
     );
+}
+
+/// Returns a SQLite store in a temporary directory, an external run in it and the store's
+/// committer.
+async fn committer_with_run(
+    name: &str,
+) -> (
+    tempfile::TempDir,
+    Store,
+    String,
+    crate::store::SqliteCommitter,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let run_id = store.create_external_run(external_run(name)).await;
+    let run_id = run_id.unwrap().run.id;
+    let committer = store.sqlite_committer().unwrap().unwrap();
+    (dir, store, run_id, committer)
 }
