@@ -25,8 +25,17 @@ fn main() {
     embed_ui();
 }
 
+/// Returns the directory of this package, as cargo passes it to the running script. The value
+/// compiled into the script would be wrong when cargo reuses the compiled script for a copy of
+/// the repository at another path that shares the target directory.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .expect("cargo sets CARGO_MANIFEST_DIR for build scripts")
+}
+
 fn record_wasmtime_version() {
-    let lock_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    let lock_path = manifest_dir().join("../Cargo.lock");
     println!("cargo::rerun-if-changed={}", lock_path.display());
     let lock = std::fs::read_to_string(&lock_path).unwrap_or_default();
     let version = lock
@@ -46,7 +55,7 @@ fn record_wasmtime_version() {
 /// the list of vendor files that were missing. A missing `node_modules` leaves the vendor files
 /// out, so the build succeeds and the UI shows a notice to run `cargo xtask setup`.
 fn embed_ui() {
-    let ui_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+    let ui_dir = manifest_dir().join("ui");
     // A directory here makes cargo rerun the script when any file below it changes or appears.
     println!("cargo::rerun-if-changed={}", ui_dir.display());
 
