@@ -103,13 +103,26 @@ async fn patch_step(app: &TestApp, run_id: &str, step_run_id: &str, body: Value)
     app.send_json("PATCH", &uri, &body).await
 }
 
+/// Counts the stored values of a series, read from the store after the values the server has
+/// staged are moved where readers see them.
 async fn metric_count(app: &TestApp, run_id: &str, key: &str) -> usize {
+    settle(app).await;
     app.state
         .store()
         .metric_history(run_id, key)
         .await
         .expect("metric history")
         .len()
+}
+
+/// Waits until the metric values the server staged are in the store's `metrics`. Requests over
+/// HTTP wait for this themselves; a test that reads the store directly must ask.
+async fn settle(app: &TestApp) {
+    app.state
+        .writer()
+        .settle()
+        .await
+        .expect("the staged metric values move");
 }
 
 /// Sends `method uri` with a JSON body and an `Idempotency-Key`.
@@ -229,6 +242,7 @@ async fn external_run_record(backend: Backend) {
         .expect("request");
     assert_eq!(app.send(request).await.status, StatusCode::NO_CONTENT);
 
+    settle(&app).await;
     let history = app
         .state
         .store()
@@ -1172,6 +1186,7 @@ async fn concurrent_metric_writes(backend: Backend) {
         "{statuses:?}"
     );
 
+    settle(&app).await;
     for writer in 0..WRITERS {
         let run_id = &runs[writer % 2];
         let key = format!("writer{writer}");

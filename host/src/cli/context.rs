@@ -34,6 +34,10 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store> {
         }
     };
     store.migrate().await.context("database migration failed")?;
+    store
+        .move_staged_metrics()
+        .await
+        .context("cannot move the metric values a server left staged")?;
     recover_interrupted(&store).await?;
     Ok(store)
 }

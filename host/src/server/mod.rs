@@ -39,7 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// Builds the router of every route, with access control, idempotency keys, metrics, request
-/// spans and the body limit.
+/// spans, the body limit, and the wait for staged metric values before reads.
 pub fn app(state: AppState) -> Router {
     let (router, _) = documented_routes().split_for_parts();
     // The MLflow and web UI routes join after the split, so they stay out of the OpenAPI
@@ -49,6 +49,10 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            writer::settle_staged,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::deduplicate,

@@ -10,15 +10,29 @@
 //! group costs one thread hand-off each way instead of one per statement. When that thread is
 //! idle and nothing waits in the channel, a small write skips both hand-offs: the handler
 //! takes the committer and commits on its own thread. If another connection has SQLite's write
-//! lock, the write goes through the channel instead. A lone client's write then costs the
-//! commit and no thread wake-up. The log's checkpoints stay on the writer thread, because they
-//! can wait on `fsync`. On PostgreSQL and in-memory SQLite the writer is a task that commits
-//! through [`Store::log_metric_group`].
+//! lock, the write goes through the channel instead. The log's checkpoints stay on the writer
+//! thread, because they can wait on `fsync`. On PostgreSQL and in-memory SQLite the writer is a
+//! task that commits through [`Store::log_metric_group`].
+//!
+//! A handler's own commit stages the values ([`SqliteCommitter::stage_unless_busy`]): they are
+//! committed to a table of one page's worth of writes, and moved into `metrics` later, in one
+//! transaction for many writes. A lone client's write then costs a commit of one page and no
+//! thread wake-up. The writer thread moves staged values with its next group, once
+//! [`MOVE_STAGED_ROWS`] are staged, and [`MOVE_STAGED_AFTER`] after the first one. It also moves
+//! them before any request that may read metrics: the middleware [`settle_staged`] runs before
+//! every route but the metric writes, so a client always reads the values it logged.
 
+use super::error::{ApiError, ErrorCode};
+use super::state::AppState;
 use crate::store::{MetricWrite, NewMetric, RunsAccepting, SqliteCommitter, Store, StoreError};
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use sea_orm::DbErr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -34,6 +48,13 @@ const CHANNEL_CAPACITY: usize = 8192;
 /// a runtime thread too long, so it goes to the writer thread.
 const MAX_INLINE_ROWS: usize = 64;
 
+/// Staged values at which a handler requests their move into `metrics` from the writer thread.
+const MOVE_STAGED_ROWS: usize = 1024;
+
+/// Maximum time a staged value waits to be moved when no request that reads metrics and no
+/// group commit comes first. Readers of the database file outside the server see it then.
+const MOVE_STAGED_AFTER: Duration = Duration::from_millis(50);
+
 /// The writer thread's committer, which handlers borrow while the thread is idle. It is `None`
 /// once the thread has stopped.
 type SharedCommitter = Arc<Mutex<Option<SqliteCommitter>>>;
@@ -47,6 +68,10 @@ pub struct MetricWriter {
     /// Whether the writer thread has writes in hand, from taking them off the channel until it
     /// replies. Handlers then leave the committer to it, so it cannot be starved.
     thread_busy: Arc<AtomicBool>,
+    /// The count of staged values, on a SQLite file.
+    staged: Option<Arc<AtomicUsize>>,
+    /// Whether a timer will ask the writer thread to move the staged values.
+    move_timer_set: Arc<AtomicBool>,
     worker: Mutex<Option<Worker>>,
 }
 
@@ -66,7 +91,12 @@ enum Message {
     Stop(oneshot::Sender<()>),
     /// A handler's commit left the write-ahead log large: checkpoint it.
     Checkpoint,
+    /// Move the staged values into `metrics`, then send the outcome if a reply is given.
+    MoveStaged(Option<SettleReply>),
 }
+
+/// Channel end on which a request waiting for the staged values to move receives the outcome.
+type SettleReply = oneshot::Sender<Result<(), StoreError>>;
 
 #[derive(Debug)]
 struct PendingWrite {
@@ -95,6 +125,8 @@ impl MetricWriter {
             sender,
             committer: None,
             thread_busy: Arc::new(AtomicBool::new(false)),
+            staged: None,
+            move_timer_set: Arc::new(AtomicBool::new(false)),
             worker: Mutex::new(Some(Worker::Task(task))),
         }
     }
@@ -103,6 +135,7 @@ impl MetricWriter {
     /// the thread writes beside it.
     fn start_thread(committer: SqliteCommitter, store: Store) -> Result<Self, StoreError> {
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        let staged = committer.staged_rows();
         let shared: SharedCommitter = Arc::new(Mutex::new(Some(committer)));
         let thread_busy = Arc::new(AtomicBool::new(false));
         let writer = WriterThread {
@@ -123,6 +156,8 @@ impl MetricWriter {
             sender,
             committer: Some(shared),
             thread_busy,
+            staged: Some(staged),
+            move_timer_set: Arc::new(AtomicBool::new(false)),
             worker: Mutex::new(Some(Worker::Thread(thread))),
         })
     }
@@ -155,7 +190,7 @@ impl MetricWriter {
         outcome.await.unwrap_or_else(|_| Err(stopped()))
     }
 
-    /// Commits `write` on the calling thread when the writer thread is idle, nothing waits in the
+    /// Stages `write` on the calling thread when the writer thread is idle, nothing waits in the
     /// channel, the write is small and no other connection holds SQLite's write lock. Returns
     /// `None` when the write must go through the channel.
     fn commit_inline(&self, write: &MetricWrite) -> Option<Result<(), StoreError>> {
@@ -173,25 +208,68 @@ impl MetricWriter {
             Err(TryLockError::WouldBlock) => return None,
         };
         let committer = guard.as_mut()?;
-        let outcome = committer.commit_unless_busy(std::slice::from_ref(write));
+        let outcome = committer.stage_unless_busy(write);
         let checkpoint = committer.wal_is_large();
         drop(guard);
 
+        // A full channel means the thread is busy: its next group checks the log and moves the
+        // staged values.
         if checkpoint {
-            // A full channel means the thread is busy and checks the log after its next group.
             let _ = self.sender.try_send(Message::Checkpoint);
         }
+        self.schedule_move();
         match outcome {
-            Ok(Some(mut outcomes)) => Some(outcomes.pop().unwrap_or_else(|| {
-                let message = "the metric commit returned no outcome for the write".to_owned();
-                Err(StoreError::Database(DbErr::Custom(message)))
-            })),
+            Ok(Some(outcome)) => Some(outcome),
             Ok(None) => None,
             Err(error) => {
                 tracing::error!(cause = %error, rows = write.values.len(), "metric commit failed");
                 Some(Err(error))
             }
         }
+    }
+
+    /// Asks the writer thread to move the staged values: at once when [`MOVE_STAGED_ROWS`] are
+    /// staged, otherwise [`MOVE_STAGED_AFTER`] from now unless a timer is already set.
+    fn schedule_move(&self) {
+        let Some(staged) = &self.staged else {
+            return;
+        };
+        let rows = staged.load(Ordering::Acquire);
+        if rows >= MOVE_STAGED_ROWS {
+            let _ = self.sender.try_send(Message::MoveStaged(None));
+            return;
+        }
+        if rows == 0 || self.move_timer_set.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sender = self.sender.clone();
+        let timer_set = self.move_timer_set.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(MOVE_STAGED_AFTER).await;
+            timer_set.store(false, Ordering::Release);
+            let _ = sender.try_send(Message::MoveStaged(None));
+        });
+    }
+
+    /// Returns once every value staged so far is in `metrics`, where every reader sees it.
+    /// Returns at once when nothing is staged.
+    pub async fn settle(&self) -> Result<(), StoreError> {
+        let Some(staged) = &self.staged else {
+            return Ok(());
+        };
+        if staged.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        let (reply, outcome) = oneshot::channel();
+        if self
+            .sender
+            .send(Message::MoveStaged(Some(reply)))
+            .await
+            .is_err()
+        {
+            return Err(stopped());
+        }
+        outcome.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Commits every write already accepted, then stops taking new ones.
@@ -227,6 +305,8 @@ fn run_thread(writer: &WriterThread, mut receiver: mpsc::Receiver<Message>) {
     let committer = &writer.committer;
     let mut carried: Option<PendingWrite> = None;
     let mut stop_replies = Vec::new();
+    // Values that an earlier process staged and never moved.
+    move_staged(committer, None);
     loop {
         let first = match carried.take() {
             Some(write) => write,
@@ -246,18 +326,30 @@ fn run_thread(writer: &WriterThread, mut receiver: mpsc::Receiver<Message>) {
                     }
                     continue;
                 }
+                Some(Message::MoveStaged(reply)) => {
+                    move_staged(committer, reply);
+                    continue;
+                }
                 None => break,
             },
         };
         let mut group = vec![first];
-        carried = fill_group(&mut group, &mut receiver, &mut stop_replies);
+        let mut settle_replies = Vec::new();
+        carried = fill_group(
+            &mut group,
+            &mut receiver,
+            &mut stop_replies,
+            &mut settle_replies,
+        );
         let (writes, replies) = split(group);
         let outcome = commit_on_thread(committer, &writes);
         if carried.is_none() {
             writer.busy.store(false, Ordering::Release);
         }
+        settle_all(settle_replies, &outcome);
         reply_all(&writes, replies, outcome);
     }
+    move_staged(committer, None);
     lock(committer).take();
     tracing::debug!("metric writer stopped");
     for reply in stop_replies {
@@ -284,6 +376,27 @@ fn commit_on_thread(
     outcome
 }
 
+/// Moves the staged values into `metrics`, checkpoints the log when it is large, and sends the
+/// outcome to `reply` if there is one.
+fn move_staged(committer: &SharedCommitter, reply: Option<SettleReply>) {
+    let mut guard = lock(committer);
+    let outcome = match guard.as_mut() {
+        Some(committer) => {
+            let outcome = committer.move_staged();
+            committer.checkpoint_if_large();
+            outcome
+        }
+        None => Err(stopped()),
+    };
+    drop(guard);
+    if let Err(error) = &outcome {
+        tracing::error!(cause = %error, "moving staged metric values failed");
+    }
+    if let Some(reply) = reply {
+        let _ = reply.send(outcome);
+    }
+}
+
 /// Locks the committer. A handler that panicked while holding it left no transaction open,
 /// because a dropped transaction rolls back, so the connection stays usable.
 fn lock(committer: &SharedCommitter) -> MutexGuard<'_, Option<SqliteCommitter>> {
@@ -308,11 +421,25 @@ async fn run_writer(store: Store, mut receiver: mpsc::Receiver<Message>) {
                     continue;
                 }
                 Some(Message::Checkpoint) => continue,
+                // Only a SQLite committer stages values.
+                Some(Message::MoveStaged(reply)) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(()));
+                    }
+                    continue;
+                }
                 None => break,
             },
         };
         let mut group = vec![first];
-        carried = fill_group(&mut group, &mut receiver, &mut stop_replies);
+        let mut settle_replies = Vec::new();
+        carried = fill_group(
+            &mut group,
+            &mut receiver,
+            &mut stop_replies,
+            &mut settle_replies,
+        );
+        settle_all(settle_replies, &Ok(Vec::new()));
         commit_group(&store, group).await;
     }
     tracing::debug!("metric writer stopped");
@@ -322,11 +449,14 @@ async fn run_writer(store: Store, mut receiver: mpsc::Receiver<Message>) {
 }
 
 /// Adds to `group` the writes waiting in the channel, up to [`MAX_GROUP_ROWS`] values, and
-/// returns a write that did not fit. A stop request closes the channel.
+/// returns a write that did not fit. A stop request closes the channel. The group's commit
+/// moves the staged values, so requests to move them only leave their replies in
+/// `settle_replies`.
 fn fill_group(
     group: &mut Vec<PendingWrite>,
     receiver: &mut mpsc::Receiver<Message>,
     stop_replies: &mut Vec<oneshot::Sender<()>>,
+    settle_replies: &mut Vec<SettleReply>,
 ) -> Option<PendingWrite> {
     let mut rows: usize = group.iter().map(|pending| pending.write.values.len()).sum();
     while rows < MAX_GROUP_ROWS {
@@ -343,8 +473,9 @@ fn fill_group(
                 receiver.close();
                 stop_replies.push(reply);
             }
-            // The group's commit checks the log anyway.
+            // The group's commit checks the log and moves the staged values anyway.
             Ok(Message::Checkpoint) => {}
+            Ok(Message::MoveStaged(reply)) => settle_replies.extend(reply),
             Err(_) => break,
         }
     }
@@ -365,6 +496,23 @@ fn split(group: Vec<PendingWrite>) -> (Vec<MetricWrite>, Vec<Reply>) {
         .into_iter()
         .map(|pending| (pending.write, pending.reply))
         .unzip()
+}
+
+/// Tells each request waiting for the staged values whether the group's commit, which moved
+/// them, succeeded.
+fn settle_all(
+    replies: Vec<SettleReply>,
+    outcome: &Result<Vec<Result<(), StoreError>>, StoreError>,
+) {
+    for reply in replies {
+        let settled = match outcome {
+            Ok(_) => Ok(()),
+            Err(error) => Err(StoreError::Database(DbErr::Custom(format!(
+                "moving the staged metric values failed: {error}"
+            )))),
+        };
+        let _ = reply.send(settled);
+    }
 }
 
 /// Sends each write of a group its outcome, or the group's error to all of them.
@@ -393,6 +541,45 @@ fn reply_all(
             }
         }
     }
+}
+
+/// Middleware that moves the staged metric values into `metrics` before any request that may
+/// read them, so that a client reads every value whose write was acknowledged. The routes that only
+/// write metric values skip it, which keeps a lone client's writes staged and cheap.
+pub async fn settle_staged(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if writes_metrics_only(&request) {
+        return next.run(request).await;
+    }
+    if let Err(error) = state.writer().settle().await {
+        tracing::error!(cause = %error, "request cannot see the staged metric values");
+        let message = "recently logged metric values cannot be made readable now; retry the \
+             request, and see the server's log if this persists";
+        return ApiError::new(ErrorCode::Unavailable, message).into_response();
+    }
+    next.run(request).await
+}
+
+/// Returns whether the request is one of the routes that log metric values and read nothing
+/// that staged values change: MLflow's `log-metric` and `log-batch`, and the native API's
+/// `POST /api/v1/runs/{run_id}/metrics`.
+fn writes_metrics_only(request: &Request) -> bool {
+    if request.method() != Method::POST {
+        return false;
+    }
+    let path = request.uri().path();
+    let mlflow = ["/api/2.0/mlflow/runs/", "/ajax-api/2.0/mlflow/runs/"]
+        .iter()
+        .filter_map(|prefix| path.strip_prefix(prefix))
+        .any(|rest| rest == "log-metric" || rest == "log-batch");
+    let native = path
+        .strip_prefix("/api/v1/runs/")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .is_some_and(|run_id| !run_id.is_empty() && !run_id.contains('/'));
+    mlflow || native
 }
 
 /// Builds the error of a write sent after the writer stopped.
@@ -477,6 +664,83 @@ mod tests {
         assert_eq!(points.len(), 16 * (50 + 1_000));
         let error = after.unwrap_err().to_string();
         assert!(error.contains("shutting down"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn settle_makes_a_staged_write_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path()).await.unwrap();
+        let run_id = open_run(&store).await;
+        let writer = MetricWriter::start(store.clone());
+
+        writer
+            .log_metrics(run_id.clone(), values(0, 3), RunsAccepting::Open)
+            .await
+            .unwrap();
+        let staged = writer.staged.as_ref().unwrap().load(Ordering::Relaxed);
+        writer.settle().await.unwrap();
+        let points = store.metric_history(&run_id, "loss").await.unwrap();
+
+        // The writer thread may have moved them first, when it started late.
+        assert!(staged == 3 || staged == 0, "{staged}");
+        assert_eq!(points.len(), 3);
+        writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn staged_writes_move_after_a_short_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path()).await.unwrap();
+        let run_id = open_run(&store).await;
+        let writer = MetricWriter::start(store.clone());
+
+        writer
+            .log_metrics(run_id.clone(), values(0, 1), RunsAccepting::Open)
+            .await
+            .unwrap();
+        let mut points = Vec::new();
+        for _ in 0..100 {
+            points = store.metric_history(&run_id, "loss").await.unwrap();
+            if !points.is_empty() {
+                break;
+            }
+            tokio::time::sleep(MOVE_STAGED_AFTER).await;
+        }
+
+        assert_eq!(points.len(), 1, "moved within 100 waits");
+        writer.shutdown().await;
+    }
+
+    #[test]
+    fn metric_writes_skip_settling() {
+        let request = |method: Method, path: &str| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let skips = [
+            "/api/2.0/mlflow/runs/log-metric",
+            "/ajax-api/2.0/mlflow/runs/log-batch",
+            "/api/v1/runs/abc/metrics",
+        ];
+        let waits = [
+            "/api/2.0/mlflow/runs/search",
+            "/api/2.0/mlflow/runs/log-parameter",
+            "/api/v1/runs/abc/batch",
+            "/api/v1/runs//metrics",
+            "/api/v1/runs/abc/steps/metrics",
+        ];
+
+        for path in skips {
+            assert!(writes_metrics_only(&request(Method::POST, path)), "{path}");
+        }
+        for path in waits {
+            assert!(!writes_metrics_only(&request(Method::POST, path)), "{path}");
+        }
+        let read = request(Method::GET, "/api/v1/runs/abc/metrics");
+        assert!(!writes_metrics_only(&read));
     }
 
     #[tokio::test]

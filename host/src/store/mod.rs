@@ -139,7 +139,8 @@ impl Store {
     }
 
     /// Opens the SQLite database `runledger.db` in `data_dir`, creating the directory and the
-    /// file if needed, and applies pending migrations.
+    /// file if needed, applies pending migrations, and moves metric values a server left
+    /// staged into `metrics`.
     pub async fn open_sqlite(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_owned(),
@@ -155,6 +156,7 @@ impl Store {
         let mut store = Self::connect_with(options, format!("sqlite://{}", path.display())).await?;
         store.sqlite_file = Some(Arc::from(path));
         store.migrate().await?;
+        store.move_staged_metrics().await?;
         Ok(store)
     }
 

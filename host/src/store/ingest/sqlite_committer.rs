@@ -15,8 +15,17 @@
 //! The checks and the rows written are those of [`Store::log_metric_group`]: the same
 //! [`check_writes`] decides each write, the latest values follow the same rule, and the block
 //! summaries of long series are merged in the same transaction.
+//!
+//! A small write may instead be staged: checked the same way, then appended to the
+//! `metric_inbox` table. That commit changes one page where a full one changes five or six: the
+//! metric row, its index, the latest value with its index, and the block summary. A lone
+//! client's write then costs far less, and the log fills and is checkpointed several times less
+//! often. A staged value is committed, so it survives a crash of the process as any other
+//! commit does, but readers of `metrics` do not see it yet. The next commit of the connection,
+//! or [`SqliteCommitter::move_staged`], moves every staged value into `metrics` in its own
+//! transaction, and opening the connection counts values left staged by an earlier process.
 
-use super::metric_group::{RunState, check_writes, latest_per_run_key};
+use super::metric_group::{RunState, RunsAccepting, check_writes, latest_per_run_key};
 use super::{MetricWrite, NewMetric};
 use crate::store::downsample::rollup;
 use crate::store::entity::run::RunStatus;
@@ -27,7 +36,7 @@ use sea_orm::DbErr;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How long a commit waits for SQLite's write lock held by another connection.
@@ -60,6 +69,14 @@ const UPSERT_LATEST: &str = "INSERT INTO latest_metrics (run_id, key, value, ste
      WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step AND \
      excluded.timestamp_ms >= latest_metrics.timestamp_ms)";
 
+const STAGE_METRIC: &str = "INSERT INTO metric_inbox (run_id, step_run_id, key, value, step, \
+     timestamp_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+const STAGED_METRICS: &str = "SELECT run_id, step_run_id, key, value, step, timestamp_ms FROM \
+     metric_inbox ORDER BY rowid";
+
+const STAGED_COUNT: &str = "SELECT count(*) FROM metric_inbox";
+
 /// Prepared statements a connection keeps: the ones above, with two sizes of `INSERT`.
 const STATEMENT_CACHE: usize = 16;
 
@@ -69,6 +86,9 @@ pub struct SqliteCommitter {
     connection: Connection,
     /// Frames in the write-ahead log after this connection's last commit.
     wal_frames: Arc<AtomicI32>,
+    /// Values in `metric_inbox` as counted by this connection: the ones it staged, and the ones
+    /// it found when it opened, until it moves them.
+    staged: Arc<AtomicUsize>,
 }
 
 impl Store {
@@ -77,6 +97,21 @@ impl Store {
     /// [`Store::log_metric_group`].
     pub fn sqlite_committer(&self) -> Option<Result<SqliteCommitter, StoreError>> {
         self.sqlite_file().map(SqliteCommitter::open)
+    }
+
+    /// Moves metric values that a server staged and had not moved when it stopped into
+    /// `metrics`, so that this store's readers see them. Does nothing on PostgreSQL and on
+    /// in-memory SQLite, where nothing is staged. The schema must be migrated.
+    pub async fn move_staged_metrics(&self) -> Result<(), StoreError> {
+        let Some(path) = self.sqlite_file().map(Path::to_owned) else {
+            return Ok(());
+        };
+        let moved =
+            tokio::task::spawn_blocking(move || SqliteCommitter::open(&path)?.move_staged());
+        moved.await.map_err(|error| {
+            let message = format!("moving staged metric values failed: {error}");
+            StoreError::Database(DbErr::Custom(message))
+        })?
     }
 }
 
@@ -90,32 +125,81 @@ impl SqliteCommitter {
             StoreError::Database(DbErr::Custom(message))
         })?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let left: i64 = connection
+            .query_row(STAGED_COUNT, [], |row| row.get(0))
+            .map_err(|error| commit_error(&error))?;
+        let staged = Arc::new(AtomicUsize::new(usize::try_from(left).unwrap_or(0)));
         Ok(Self {
             connection,
             wal_frames,
+            staged,
         })
     }
 
-    /// Commits `writes` as [`SqliteCommitter::commit`] does, unless another connection holds
-    /// SQLite's write lock: then it returns `Ok(None)` at once instead of waiting.
-    pub fn commit_unless_busy(
+    /// Returns the count of values staged and not yet moved into `metrics`, shared so that
+    /// other threads can read it while the committer is in use.
+    pub fn staged_rows(&self) -> Arc<AtomicUsize> {
+        self.staged.clone()
+    }
+
+    /// Checks `write` as [`SqliteCommitter::commit`] does and, when it is accepted, stages its
+    /// values in `metric_inbox`. Returns `Ok(None)` at once, without waiting, when another
+    /// connection holds SQLite's write lock.
+    pub fn stage_unless_busy(
         &mut self,
-        writes: &[MetricWrite],
-    ) -> Result<Option<Vec<Result<(), StoreError>>>, StoreError> {
+        write: &MetricWrite,
+    ) -> Result<Option<Result<(), StoreError>>, StoreError> {
         self.set_busy_timeout(Duration::ZERO)?;
-        let outcome = self.try_commit(writes);
-        // The commit's outcome is kept even if this fails, because the next `commit` sets the
-        // timeout again.
+        let outcome = self.try_stage(write);
         if let Err(error) = self.set_busy_timeout(BUSY_TIMEOUT) {
             tracing::warn!(cause = %error, "metric committer cannot restore its busy timeout");
         }
         match outcome {
-            Ok(outcomes) => Ok(Some(outcomes)),
+            Ok(outcome) => Ok(Some(outcome)),
             Err(error) if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
                 Ok(None)
             }
             Err(error) => Err(commit_error(&error)),
         }
+    }
+
+    fn try_stage(&mut self, write: &MetricWrite) -> rusqlite::Result<Result<(), StoreError>> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let writes = std::slice::from_ref(write);
+        let states = run_states(&transaction, writes)?;
+        let owners = step_run_owners(&transaction, writes)?;
+        let (mut outcomes, accepted) = check_writes(writes, &states, &owners);
+        let outcome = outcomes.pop().unwrap_or(Ok(()));
+        if accepted.is_empty() {
+            return Ok(outcome);
+        }
+
+        let mut statement = transaction.prepare_cached(STAGE_METRIC)?;
+        for value in &write.values {
+            statement.execute(params![
+                write.run_id,
+                value.step_run_id,
+                value.key,
+                metrics::encode(value.value),
+                value.step,
+                value.timestamp_ms,
+            ])?;
+        }
+        drop(statement);
+        transaction.commit()?;
+        self.staged.fetch_add(write.values.len(), Ordering::Release);
+        Ok(outcome)
+    }
+
+    /// Moves every staged value into `metrics`, with their latest values and block summaries,
+    /// in one transaction. Does nothing when no value is staged.
+    pub fn move_staged(&mut self) -> Result<(), StoreError> {
+        if self.staged.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        self.commit(&[]).map(drop)
     }
 
     /// Returns whether the write-ahead log has grown to [`CHECKPOINT_FRAMES`] frames.
@@ -161,7 +245,7 @@ impl SqliteCommitter {
         &mut self,
         writes: &[MetricWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        // A handler that panicked inside `commit_unless_busy` may have left the timeout at zero.
+        // A handler that panicked inside `stage_unless_busy` may have left the timeout at zero.
         self.set_busy_timeout(BUSY_TIMEOUT)?;
         self.try_commit(writes)
             .map_err(|error| commit_error(&error))
@@ -177,12 +261,73 @@ impl SqliteCommitter {
         let states = run_states(&transaction, writes)?;
         let owners = step_run_owners(&transaction, writes)?;
         let (outcomes, accepted) = check_writes(writes, &states, &owners);
+        let staged = if self.staged.load(Ordering::Acquire) > 0 {
+            take_staged(&transaction)?
+        } else {
+            Vec::new()
+        };
 
-        insert_rows(&transaction, &accepted)?;
-        upsert_latest(&transaction, &accepted)?;
+        // Staged values were accepted first, so they go first: of two values with the same step
+        // and timestamp, the later one becomes the latest.
+        let mut rows: Vec<&MetricWrite> = staged.iter().collect();
+        rows.extend(accepted);
+        insert_rows(&transaction, &rows)?;
+        upsert_latest(&transaction, &rows)?;
         transaction.commit()?;
+        self.staged.store(0, Ordering::Release);
         Ok(outcomes)
     }
+}
+
+/// Reads and deletes every staged value, and returns them as writes in the order they were
+/// staged. Each was checked when it was staged. A run may have been deleted since, with its
+/// step runs, and the values of a run that no longer exists are dropped with it.
+fn take_staged(connection: &Connection) -> rusqlite::Result<Vec<MetricWrite>> {
+    let mut writes: Vec<MetricWrite> = Vec::new();
+    let mut statement = connection.prepare_cached(STAGED_METRICS)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let run_id: String = row.get(0)?;
+        let value = NewMetric {
+            step_run_id: row.get(1)?,
+            key: row.get(2)?,
+            value: row.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN),
+            step: row.get(4)?,
+            timestamp_ms: row.get(5)?,
+        };
+        match writes.last_mut() {
+            Some(last) if last.run_id == run_id => last.values.push(value),
+            _ => writes.push(MetricWrite {
+                run_id,
+                values: vec![value],
+                accepts: RunsAccepting::NotDeleted,
+            }),
+        }
+    }
+    drop(rows);
+    drop(statement);
+    connection.execute("DELETE FROM metric_inbox", [])?;
+
+    let states = run_states(connection, &writes)?;
+    let owners = step_run_owners(connection, &writes)?;
+    let before: usize = writes.iter().map(|write| write.values.len()).sum();
+    writes.retain(|write| states.contains_key(&write.run_id));
+    for write in &mut writes {
+        write.values.retain(|value| {
+            value
+                .step_run_id
+                .as_ref()
+                .is_none_or(|step_run_id| owners.contains_key(step_run_id))
+        });
+    }
+    let after: usize = writes.iter().map(|write| write.values.len()).sum();
+    if after < before {
+        tracing::debug!(
+            dropped = before - after,
+            "staged metric values of deleted runs were dropped"
+        );
+    }
+    Ok(writes)
 }
 
 fn commit_error(error: &rusqlite::Error) -> StoreError {

@@ -20,6 +20,7 @@ mod m20261204_000012_mlflow;
 mod m20261205_000013_mlflow_logged_models;
 mod m20261205_000014_index_mlflow_run_order;
 mod m20261205_000015_create_metric_blocks;
+mod m20261205_000016_create_metric_inbox;
 
 /// The list of runledger's migrations.
 #[derive(Debug)]
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000013_mlflow_logged_models::Migration),
             Box::new(m20261205_000014_index_mlflow_run_order::Migration),
             Box::new(m20261205_000015_create_metric_blocks::Migration),
+            Box::new(m20261205_000016_create_metric_inbox::Migration),
         ]
     }
 }

@@ -416,18 +416,16 @@ async fn committer_yields_while_another_connection_writes() {
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
 
     let started = std::time::Instant::now();
-    let while_held = committer.commit_unless_busy(std::slice::from_ref(&write));
+    let while_held = committer.stage_unless_busy(&write);
     let waited = started.elapsed();
     other.execute_batch("ROLLBACK").unwrap();
-    let after = committer.commit_unless_busy(std::slice::from_ref(&write));
+    let after = committer.stage_unless_busy(&write);
+    committer.move_staged().unwrap();
 
     assert!(matches!(while_held, Ok(None)), "{while_held:?}");
     assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
-    let outcomes = after.unwrap().expect("the lock is free again");
-    assert_eq!(
-        outcomes.iter().map(outcome_kind).collect::<Vec<_>>(),
-        ["ok"]
-    );
+    let outcome = after.unwrap().expect("the lock is free again");
+    assert!(outcome.is_ok(), "{outcome:?}");
     assert_eq!(
         recorded(&store, &run_id).await,
         ["loss 1 0.5 false", "latest loss 1 0.5"]
@@ -522,6 +520,164 @@ async fn failed_commit_releases_the_write_lock() {
         recorded(&store, &run_id).await,
         ["loss 1 0.5 false", "latest loss 1 0.5"]
     );
+}
+
+#[tokio::test]
+async fn staged_values_match_a_direct_commit() {
+    let (dir, store, run_id, mut committer) = committer_with_run("staged").await;
+    let (other_dir, direct, direct_run, mut direct_committer) = committer_with_run("direct").await;
+    let step_run = store.create_step_run(step_of(&run_id)).await.unwrap();
+    let direct_step_run = direct.create_step_run(step_of(&direct_run)).await.unwrap();
+    let writes = |run_id: &str, step_run_id: &str| {
+        let mut from_step = value("accuracy", 0.75, 2);
+        from_step.step_run_id = Some(step_run_id.to_owned());
+        [
+            vec![value("loss", 0.5, 1), value("loss", f64::NAN, 2)],
+            vec![value("loss", 0.25, 2), from_step],
+            vec![value("loss", 0.125, 1)],
+        ]
+        .map(|values| MetricWrite {
+            run_id: run_id.to_owned(),
+            values,
+            accepts: RunsAccepting::Open,
+        })
+    };
+
+    for write in writes(&run_id, &step_run.id) {
+        let outcome = committer.stage_unless_busy(&write).unwrap();
+        assert!(matches!(outcome, Some(Ok(()))), "{outcome:?}");
+    }
+    let staged = committer
+        .staged_rows()
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let before_move = recorded(&store, &run_id).await;
+    committer.move_staged().unwrap();
+    for write in writes(&direct_run, &direct_step_run.id) {
+        direct_committer.commit(&[write]).unwrap();
+    }
+
+    assert_eq!(staged, 5);
+    assert!(before_move.is_empty(), "{before_move:?}");
+    let moved = recorded(&store, &run_id).await;
+    assert_eq!(moved, recorded(&direct, &direct_run).await);
+    assert_eq!(moved.last().unwrap(), "latest loss 2 0.25");
+    assert_eq!(
+        store.metric_history(&run_id, "accuracy").await.unwrap()[0].step_run_id,
+        Some(step_run.id)
+    );
+    assert_eq!(
+        block_summaries(dir.path(), &run_id),
+        block_summaries(other_dir.path(), &direct_run)
+    );
+}
+
+#[tokio::test]
+async fn rejected_writes_are_not_staged() {
+    let (_dir, store, run_id, mut committer) = committer_with_run("rejected").await;
+    let missing = MetricWrite {
+        run_id: "missing".to_owned(),
+        values: vec![value("loss", 0.5, 1)],
+        accepts: RunsAccepting::Open,
+    };
+    let finish = RunFinish {
+        status: RunStatus::Succeeded,
+        error: None,
+        ended_at: None,
+    };
+    store.finish_external_run(&run_id, finish).await.unwrap();
+    let ended = MetricWrite {
+        run_id: run_id.clone(),
+        values: vec![value("loss", 0.5, 1)],
+        accepts: RunsAccepting::Open,
+    };
+
+    let missing = committer.stage_unless_busy(&missing).unwrap();
+    let ended = committer.stage_unless_busy(&ended).unwrap();
+
+    assert!(
+        matches!(missing, Some(Err(StoreError::RunNotFound(_)))),
+        "{missing:?}"
+    );
+    assert!(
+        matches!(ended, Some(Err(StoreError::RunEnded { .. }))),
+        "{ended:?}"
+    );
+    let staged = committer
+        .staged_rows()
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(staged, 0);
+}
+
+#[tokio::test]
+async fn staged_values_of_a_removed_run_are_dropped() {
+    let (dir, store, kept, mut committer) = committer_with_run("kept").await;
+    let removed = store.create_external_run(external_run("removed")).await;
+    let removed = removed.unwrap().run.id;
+    for run_id in [&removed, &kept] {
+        let write = MetricWrite {
+            run_id: run_id.clone(),
+            values: vec![value("loss", 0.5, 1)],
+            accepts: RunsAccepting::Open,
+        };
+        committer.stage_unless_busy(&write).unwrap();
+    }
+    let path = dir.path().join(crate::store::SQLITE_FILE_NAME);
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+    other
+        .execute("DELETE FROM runs WHERE id = ?1", [&removed])
+        .unwrap();
+
+    let moved = committer.move_staged();
+
+    assert!(moved.is_ok(), "{moved:?}");
+    assert_eq!(
+        recorded(&store, &kept).await,
+        ["loss 1 0.5 false", "latest loss 1 0.5"]
+    );
+    let left: i64 = other
+        .query_row("SELECT count(*) FROM metric_inbox", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn values_left_staged_move_when_the_store_opens() {
+    let (dir, store, run_id, mut committer) = committer_with_run("left").await;
+    let write = MetricWrite {
+        run_id: run_id.clone(),
+        values: vec![value("loss", 0.5, 1)],
+        accepts: RunsAccepting::Open,
+    };
+    committer.stage_unless_busy(&write).unwrap();
+    drop(committer);
+    store.close().await.unwrap();
+
+    let reopened = Store::open_sqlite(dir.path()).await.unwrap();
+
+    assert_eq!(
+        recorded(&reopened, &run_id).await,
+        ["loss 1 0.5 false", "latest loss 1 0.5"]
+    );
+}
+
+/// Returns the block summaries of a run's series in the SQLite store in `dir`, one line each.
+fn block_summaries(dir: &std::path::Path, run_id: &str) -> Vec<String> {
+    let path = dir.join(crate::store::SQLITE_FILE_NAME);
+    let connection = rusqlite::Connection::open(path).unwrap();
+    let mut statement = connection
+        .prepare(
+            "SELECT key, block, point_count, min_value, max_value, first_step, last_step, \
+             last_value FROM metric_blocks WHERE run_id = ?1 ORDER BY key, block",
+        )
+        .unwrap();
+    let rows = statement.query_map([run_id], |row| {
+        let columns: Vec<String> = (0..8)
+            .map(|index| format!("{:?}", row.get_ref(index).unwrap()))
+            .collect();
+        Ok(columns.join(" "))
+    });
+    rows.unwrap().map(Result::unwrap).collect()
 }
 
 /// Returns a SQLite store in a temporary directory, an external run in it and the store's
