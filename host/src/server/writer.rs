@@ -618,6 +618,22 @@ mod tests {
         store.create_external_run(run).await.unwrap().run.id
     }
 
+    /// Returns a SQLite store in a temporary directory, a run in it, and a writer that has
+    /// logged `count` values of `loss` to the run in one write.
+    async fn writer_after_one_write(
+        count: i64,
+    ) -> (tempfile::TempDir, Store, String, MetricWriter) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path()).await.unwrap();
+        let run_id = open_run(&store).await;
+        let writer = MetricWriter::start(store.clone());
+        writer
+            .log_metrics(run_id.clone(), values(0, count), RunsAccepting::Open)
+            .await
+            .unwrap();
+        (dir, store, run_id, writer)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_all_commit() {
         let dir = tempfile::tempdir().unwrap();
@@ -668,15 +684,8 @@ mod tests {
 
     #[tokio::test]
     async fn settle_makes_a_staged_write_readable() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(dir.path()).await.unwrap();
-        let run_id = open_run(&store).await;
-        let writer = MetricWriter::start(store.clone());
+        let (_dir, store, run_id, writer) = writer_after_one_write(3).await;
 
-        writer
-            .log_metrics(run_id.clone(), values(0, 3), RunsAccepting::Open)
-            .await
-            .unwrap();
         let staged = writer.staged.as_ref().unwrap().load(Ordering::Relaxed);
         writer.settle().await.unwrap();
         let points = store.metric_history(&run_id, "loss").await.unwrap();
@@ -689,15 +698,8 @@ mod tests {
 
     #[tokio::test]
     async fn staged_writes_move_after_a_short_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(dir.path()).await.unwrap();
-        let run_id = open_run(&store).await;
-        let writer = MetricWriter::start(store.clone());
+        let (_dir, store, run_id, writer) = writer_after_one_write(1).await;
 
-        writer
-            .log_metrics(run_id.clone(), values(0, 1), RunsAccepting::Open)
-            .await
-            .unwrap();
         let mut points = Vec::new();
         for _ in 0..100 {
             points = store.metric_history(&run_id, "loss").await.unwrap();
