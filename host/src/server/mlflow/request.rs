@@ -118,23 +118,13 @@ fn failing_field<T: DeserializeOwned>(value: &Value, problem: &str) -> Option<St
 }
 
 /// Deserializes an optional int64 given as a number or a string.
+///
+/// A log-batch carries a thousand of these, so the number is read straight from the
+/// deserializer, without building a [`Value`] first.
 pub(super) fn lenient_i64<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<i64>, D::Error> {
-    match Option::<Value>::deserialize(deserializer)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(number)) => number
-            .as_i64()
-            .or_else(|| number.as_f64().and_then(whole_i64))
-            .map(Some)
-            .ok_or_else(|| D::Error::custom(format!("{number} is not a 64-bit integer"))),
-        Some(Value::String(text)) => text
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| D::Error::custom(format!("`{text}` is not a 64-bit integer"))),
-        Some(other) => Err(D::Error::custom(format!("{other} is not a 64-bit integer"))),
-    }
+    deserializer.deserialize_any(LenientNumber::<i64>::default())
 }
 
 /// Converts a whole number within the range of `i64`, such as `1e3`, and rejects others
@@ -151,14 +141,7 @@ fn whole_i64(number: f64) -> Option<i64> {
 pub(super) fn lenient_f64<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<f64>, D::Error> {
-    match Option::<Value>::deserialize(deserializer)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(number)) => Ok(number.as_f64()),
-        Some(Value::String(text)) => parse_double(&text)
-            .map(Some)
-            .ok_or_else(|| D::Error::custom(format!("`{text}` is not a number"))),
-        Some(other) => Err(D::Error::custom(format!("{other} is not a number"))),
-    }
+    deserializer.deserialize_any(LenientNumber::<f64>::default())
 }
 
 fn parse_double(text: &str) -> Option<f64> {
@@ -167,6 +150,134 @@ fn parse_double(text: &str) -> Option<f64> {
         "Infinity" | "inf" | "+Infinity" => Some(f64::INFINITY),
         "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
         other => other.parse().ok(),
+    }
+}
+
+/// A number type that [`LenientNumber`] reads from JSON numbers and strings.
+trait Lenient: Sized {
+    /// The kind of value an error message asks for, such as "a number".
+    const EXPECTED: &'static str;
+
+    fn from_i64(number: i64) -> Option<Self>;
+    fn from_u64(number: u64) -> Option<Self>;
+    fn from_f64(number: f64) -> Option<Self>;
+    fn from_text(text: &str) -> Option<Self>;
+}
+
+impl Lenient for i64 {
+    const EXPECTED: &'static str = "a 64-bit integer";
+
+    fn from_i64(number: i64) -> Option<Self> {
+        Some(number)
+    }
+
+    fn from_u64(number: u64) -> Option<Self> {
+        i64::try_from(number).ok()
+    }
+
+    fn from_f64(number: f64) -> Option<Self> {
+        whole_i64(number)
+    }
+
+    fn from_text(text: &str) -> Option<Self> {
+        text.trim().parse().ok()
+    }
+}
+
+impl Lenient for f64 {
+    const EXPECTED: &'static str = "a number";
+
+    fn from_i64(number: i64) -> Option<Self> {
+        Some(number as f64)
+    }
+
+    fn from_u64(number: u64) -> Option<Self> {
+        Some(number as f64)
+    }
+
+    fn from_f64(number: f64) -> Option<Self> {
+        Some(number)
+    }
+
+    fn from_text(text: &str) -> Option<Self> {
+        parse_double(text)
+    }
+}
+
+/// Visitor of an optional `T` given as a JSON number, a string or null. Its errors show the
+/// rejected value as JSON: `1.5 is not a 64-bit integer`, `` `abc` is not a number``.
+struct LenientNumber<T>(std::marker::PhantomData<T>);
+
+impl<T> Default for LenientNumber<T> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T: Lenient> LenientNumber<T> {
+    fn number<E: serde::de::Error>(
+        converted: Option<T>,
+        rejected: impl std::fmt::Display,
+    ) -> Result<Option<T>, E> {
+        converted
+            .map(Some)
+            .ok_or_else(|| E::custom(format!("{rejected} is not {}", T::EXPECTED)))
+    }
+
+    fn not_a_number<E: serde::de::Error>(rejected: &Value) -> Result<Option<T>, E> {
+        Err(E::custom(format!("{rejected} is not {}", T::EXPECTED)))
+    }
+}
+
+impl<'de, T: Lenient> serde::de::Visitor<'de> for LenientNumber<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}, as a number or a string", T::EXPECTED)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<Self::Value, E> {
+        Self::number(T::from_i64(number), number)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Self::Value, E> {
+        Self::number(T::from_u64(number), number)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<Self::Value, E> {
+        // Shown as serde_json writes the number, as in the other messages of this module.
+        let rejected = serde_json::Number::from_f64(number).map_or(Value::Null, Value::Number);
+        Self::number(T::from_f64(number), rejected)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Self::number(T::from_text(text), format_args!("`{text}`"))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, flag: bool) -> Result<Self::Value, E> {
+        Self::not_a_number(&Value::Bool(flag))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, items: A) -> Result<Self::Value, A::Error> {
+        let rejected = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(items))?;
+        Self::not_a_number(&rejected)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, fields: A) -> Result<Self::Value, A::Error> {
+        let rejected = Value::deserialize(serde::de::value::MapAccessDeserializer::new(fields))?;
+        Self::not_a_number(&rejected)
     }
 }
 
@@ -201,5 +312,84 @@ pub(super) fn lenient_string<'de, D: Deserializer<'de>>(
         Some(Value::String(text)) => Ok(Some(text)),
         Some(Value::Number(number)) => Ok(Some(number.to_string())),
         Some(other) => Err(D::Error::custom(format!("{other} is not a string"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Numbers {
+        #[serde(default, deserialize_with = "lenient_i64")]
+        step: Option<i64>,
+        #[serde(default, deserialize_with = "lenient_f64")]
+        value: Option<f64>,
+    }
+
+    fn numbers(json: &str) -> Result<Numbers, String> {
+        serde_json::from_str(json).map_err(|error| error.to_string())
+    }
+
+    fn numbers_from_value(json: &str) -> Result<Numbers, String> {
+        let value: Value = serde_json::from_str(json).expect("test JSON parses");
+        serde_json::from_value(value).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn numbers_arrive_as_numbers_or_strings() {
+        let parsed = numbers(r#"{"step": "-42", "value": "2.5"}"#).unwrap();
+        assert_eq!((parsed.step, parsed.value), (Some(-42), Some(2.5)));
+
+        let parsed = numbers(r#"{"step": 1e3, "value": 7}"#).unwrap();
+        assert_eq!((parsed.step, parsed.value), (Some(1000), Some(7.0)));
+
+        let parsed = numbers(r#"{"step": 9223372036854775807, "value": " Infinity "}"#).unwrap();
+        assert_eq!(parsed.step, Some(i64::MAX));
+        assert_eq!(parsed.value, Some(f64::INFINITY));
+
+        let parsed = numbers(r#"{"value": "NaN"}"#).unwrap();
+        assert!(parsed.value.is_some_and(f64::is_nan));
+    }
+
+    #[test]
+    fn null_and_absent_numbers_are_none() {
+        let parsed = numbers(r#"{"step": null}"#).unwrap();
+        assert_eq!((parsed.step, parsed.value), (None, None));
+
+        let parsed = numbers_from_value(r#"{"value": null}"#).unwrap();
+        assert_eq!((parsed.step, parsed.value), (None, None));
+    }
+
+    #[test]
+    fn decoding_from_a_value_matches_decoding_from_bytes() {
+        let json = r#"{"step": "12", "value": "-Infinity"}"#;
+        let parsed = numbers_from_value(json).unwrap();
+        assert_eq!(parsed.step, Some(12));
+        assert_eq!(parsed.value, Some(f64::NEG_INFINITY));
+
+        let error = numbers_from_value(r#"{"step": 1.5}"#).unwrap_err();
+        assert_eq!(error, "1.5 is not a 64-bit integer");
+    }
+
+    #[test]
+    fn rejected_numbers_are_named_in_the_message() {
+        let cases = [
+            (r#"{"step": 1.5}"#, "1.5 is not a 64-bit integer"),
+            (r#"{"step": 1e30}"#, "1e+30 is not a 64-bit integer"),
+            (
+                r#"{"step": 9223372036854775808}"#,
+                "9223372036854775808 is not a 64-bit integer",
+            ),
+            (r#"{"step": "ten"}"#, "`ten` is not a 64-bit integer"),
+            (r#"{"step": true}"#, "true is not a 64-bit integer"),
+            (r#"{"value": "abc"}"#, "`abc` is not a number"),
+            (r#"{"value": [1, 2]}"#, "[1,2] is not a number"),
+            (r#"{"value": {"a": 1}}"#, r#"{"a":1} is not a number"#),
+        ];
+        for (json, message) in cases {
+            let error = numbers(json).unwrap_err();
+            assert!(error.starts_with(message), "{json}: {error}");
+        }
     }
 }
