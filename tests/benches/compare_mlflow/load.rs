@@ -8,6 +8,7 @@
 use crate::servers::Server;
 use anyhow::{Context as _, Result, bail};
 use runledger_tests::http1::Connection;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -194,7 +195,7 @@ async fn run_clients(
     let target = Arc::new(Target {
         address,
         path: url.path().to_owned(),
-        run_id: ingested.run_id.clone(),
+        body: BodyTemplate::new(&ingested.run_id, phase.metrics_per_request),
         metrics: phase.metrics_per_request,
         next_step: ingested.next_step.clone(),
     });
@@ -227,7 +228,7 @@ fn socket_address(url: &reqwest::Url) -> Result<SocketAddr> {
 struct Target {
     address: SocketAddr,
     path: String,
-    run_id: String,
+    body: BodyTemplate,
     metrics: usize,
     next_step: Arc<AtomicU64>,
 }
@@ -238,6 +239,7 @@ struct Target {
 fn client_loop(target: &Target, limit: Limit) -> Totals {
     let mut totals = Totals::default();
     let mut connection = None;
+    let mut body = String::new();
     loop {
         let done = match limit {
             Limit::Count(count) => totals.requests >= count,
@@ -249,7 +251,7 @@ fn client_loop(target: &Target, limit: Limit) -> Totals {
         let first_step = target
             .next_step
             .fetch_add(target.metrics as u64, Ordering::Relaxed);
-        let body = request_body(&target.run_id, first_step, target.metrics);
+        target.body.render(first_step, &mut body);
         totals.requests += 1;
         let mut open = match connection.take() {
             Some(open) => open,
@@ -323,27 +325,95 @@ fn report_failure(url: &str, message: &str, earlier_failures: u64) {
     }
 }
 
-/// Builds a `runs/log-metric` body when `count` is 1, else a `runs/log-batch` body, with
-/// consecutive steps from `first_step`.
-fn request_body(run_id: &str, first_step: u64, count: usize) -> String {
-    if count == 1 {
-        return format!("{{\"run_id\":\"{run_id}\",{}}}", metric_fields(first_step));
-    }
-    let mut body = String::with_capacity(64 + count * 72);
-    body.push_str(&format!("{{\"run_id\":\"{run_id}\",\"metrics\":["));
-    for offset in 0..count as u64 {
-        if offset > 0 {
-            body.push(',');
-        }
-        body.push('{');
-        body.push_str(&metric_fields(first_step + offset));
-        body.push('}');
-    }
-    body.push_str("]}");
-    body
+/// The JSON body of one phase's requests, rendered once but for the steps: a `runs/log-metric`
+/// body when a request carries one value, else a `runs/log-batch` body. A 1,000-value body then
+/// costs the client a copy and a thousand small integers instead of a formatted float and an
+/// allocation per value, so little of one client's round trip is the generator's own.
+struct BodyTemplate {
+    head: String,
+    /// The fields of each value of a request up to its step number, in order.
+    values: Vec<String>,
+    tail: &'static str,
 }
 
-fn metric_fields(step: u64) -> String {
-    let value = 1.0 / (step + 1) as f64;
-    format!("\"key\":\"loss\",\"value\":{value},\"timestamp\":{INGEST_TIME_MS},\"step\":{step}")
+impl BodyTemplate {
+    fn new(run_id: &str, count: usize) -> Self {
+        if count == 1 {
+            return Self {
+                head: format!("{{\"run_id\":\"{run_id}\","),
+                values: vec![metric_fields(0)],
+                tail: "}",
+            };
+        }
+        Self {
+            head: format!("{{\"run_id\":\"{run_id}\",\"metrics\":["),
+            values: (0..count)
+                .map(|offset| format!("{{{}", metric_fields(offset)))
+                .collect(),
+            tail: "]}",
+        }
+    }
+
+    /// Writes the body whose values have consecutive steps from `first_step` into `body`.
+    fn render(&self, first_step: u64, body: &mut String) {
+        body.clear();
+        body.push_str(&self.head);
+        let batch = self.values.len() > 1;
+        for (offset, fields) in self.values.iter().enumerate() {
+            if offset > 0 {
+                body.push(',');
+            }
+            body.push_str(fields);
+            let _ = write!(body, "{}", first_step + offset as u64);
+            if batch {
+                body.push('}');
+            }
+        }
+        body.push_str(self.tail);
+    }
+}
+
+/// Returns the fields of the value at `offset` in a request, ending with the name of its step.
+fn metric_fields(offset: usize) -> String {
+    let value = 1.0 / (offset + 1) as f64;
+    format!("\"key\":\"loss\",\"value\":{value},\"timestamp\":{INGEST_TIME_MS},\"step\":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_bodies_carry_consecutive_steps() {
+        let template = BodyTemplate::new("r1", 3);
+        let mut body = String::from("left from the last request");
+
+        template.render(41, &mut body);
+
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["run_id"], "r1");
+        let steps: Vec<i64> = parsed["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|metric| metric["step"].as_i64().unwrap())
+            .collect();
+        assert_eq!(steps, [41, 42, 43]);
+        assert_eq!(parsed["metrics"][1]["value"], 0.5);
+        assert_eq!(parsed["metrics"][2]["timestamp"], INGEST_TIME_MS);
+    }
+
+    #[test]
+    fn single_value_bodies_are_log_metric_messages() {
+        let template = BodyTemplate::new("r1", 1);
+        let mut body = String::new();
+
+        template.render(7, &mut body);
+
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let expected = serde_json::json!({
+            "run_id": "r1", "key": "loss", "value": 1, "timestamp": INGEST_TIME_MS, "step": 7
+        });
+        assert_eq!(parsed, expected);
+    }
 }
