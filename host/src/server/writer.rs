@@ -333,20 +333,14 @@ fn run_thread(writer: &WriterThread, mut receiver: mpsc::Receiver<Message>) {
                 None => break,
             },
         };
-        let mut group = vec![first];
-        let mut settle_replies = Vec::new();
-        carried = fill_group(
-            &mut group,
-            &mut receiver,
-            &mut stop_replies,
-            &mut settle_replies,
-        );
-        let (writes, replies) = split(group);
+        let group = take_group(first, &mut receiver, &mut stop_replies);
+        carried = group.carried;
+        let (writes, replies) = split(group.writes);
         let outcome = commit_on_thread(committer, &writes);
         if carried.is_none() {
             writer.busy.store(false, Ordering::Release);
         }
-        settle_all(settle_replies, &outcome);
+        settle_all(group.settle_replies, &outcome);
         reply_all(&writes, replies, outcome);
     }
     move_staged(committer, None);
@@ -431,16 +425,10 @@ async fn run_writer(store: Store, mut receiver: mpsc::Receiver<Message>) {
                 None => break,
             },
         };
-        let mut group = vec![first];
-        let mut settle_replies = Vec::new();
-        carried = fill_group(
-            &mut group,
-            &mut receiver,
-            &mut stop_replies,
-            &mut settle_replies,
-        );
-        settle_all(settle_replies, &Ok(Vec::new()));
-        commit_group(&store, group).await;
+        let group = take_group(first, &mut receiver, &mut stop_replies);
+        carried = group.carried;
+        settle_all(group.settle_replies, &Ok(Vec::new()));
+        commit_group(&store, group.writes).await;
     }
     tracing::debug!("metric writer stopped");
     for reply in stop_replies {
@@ -448,26 +436,39 @@ async fn run_writer(store: Store, mut receiver: mpsc::Receiver<Message>) {
     }
 }
 
-/// Adds to `group` the writes waiting in the channel, up to [`MAX_GROUP_ROWS`] values, and
-/// returns a write that did not fit. A stop request closes the channel. The group's commit
-/// moves the staged values, so requests to move them only leave their replies in
-/// `settle_replies`.
-fn fill_group(
-    group: &mut Vec<PendingWrite>,
+/// Writes taken off the channel to commit in one transaction.
+struct Group {
+    writes: Vec<PendingWrite>,
+    /// Requests to move the staged values that came with the writes. The group's commit moves
+    /// them, so these requests only wait for its outcome.
+    settle_replies: Vec<SettleReply>,
+    /// A write that did not fit, which starts the next group.
+    carried: Option<PendingWrite>,
+}
+
+/// Takes `first` and the writes waiting in the channel behind it, up to [`MAX_GROUP_ROWS`]
+/// values. A stop request closes the channel.
+fn take_group(
+    first: PendingWrite,
     receiver: &mut mpsc::Receiver<Message>,
     stop_replies: &mut Vec<oneshot::Sender<()>>,
-    settle_replies: &mut Vec<SettleReply>,
-) -> Option<PendingWrite> {
-    let mut rows: usize = group.iter().map(|pending| pending.write.values.len()).sum();
+) -> Group {
+    let mut rows = first.write.values.len();
+    let mut group = Group {
+        writes: vec![first],
+        settle_replies: Vec::new(),
+        carried: None,
+    };
     while rows < MAX_GROUP_ROWS {
         match receiver.try_recv() {
             Ok(Message::Write(pending)) => {
                 let len = pending.write.values.len();
                 if rows + len > MAX_GROUP_ROWS {
-                    return Some(pending);
+                    group.carried = Some(pending);
+                    break;
                 }
                 rows += len;
-                group.push(pending);
+                group.writes.push(pending);
             }
             Ok(Message::Stop(reply)) => {
                 receiver.close();
@@ -475,11 +476,11 @@ fn fill_group(
             }
             // The group's commit checks the log and moves the staged values anyway.
             Ok(Message::Checkpoint) => {}
-            Ok(Message::MoveStaged(reply)) => settle_replies.extend(reply),
+            Ok(Message::MoveStaged(reply)) => group.settle_replies.extend(reply),
             Err(_) => break,
         }
     }
-    None
+    group
 }
 
 /// Commits one group and sends each of its writes the outcome.

@@ -325,10 +325,8 @@ fn report_failure(url: &str, message: &str, earlier_failures: u64) {
     }
 }
 
-/// The JSON body of one phase's requests, rendered once but for the steps: a `runs/log-metric`
-/// body when a request carries one value, else a `runs/log-batch` body. A 1,000-value body then
-/// costs the client a copy and a thousand small integers instead of a formatted float and an
-/// allocation per value, so little of one client's round trip is the generator's own.
+/// The JSON body of a phase's requests, rendered once except for the step numbers. One value
+/// per request makes a `runs/log-metric` body, more make a `runs/log-batch` body.
 struct BodyTemplate {
     head: String,
     /// The fields of each value of a request up to its step number, in order.
@@ -355,6 +353,7 @@ impl BodyTemplate {
     }
 
     /// Writes the body whose values have consecutive steps from `first_step` into `body`.
+    /// Formatting only the steps keeps the generator's share of one client's round trip small.
     fn render(&self, first_step: u64, body: &mut String) {
         body.clear();
         body.push_str(&self.head);

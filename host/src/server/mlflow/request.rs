@@ -119,7 +119,7 @@ fn failing_field<T: DeserializeOwned>(value: &Value, problem: &str) -> Option<St
 
 /// Deserializes an optional int64 given as a number or a string.
 ///
-/// A log-batch carries a thousand of these, so the number is read straight from the
+/// A log-batch carries up to 1,000 metrics, so the number is read straight from the
 /// deserializer, without building a [`Value`] first.
 pub(super) fn lenient_i64<'de, D: Deserializer<'de>>(
     deserializer: D,
@@ -155,7 +155,7 @@ fn parse_double(text: &str) -> Option<f64> {
 
 /// A number type that [`LenientNumber`] reads from JSON numbers and strings.
 trait Lenient: Sized {
-    /// The kind of value an error message asks for, such as "a number".
+    /// The expected kind of value, as error messages name it, such as "a number".
     const EXPECTED: &'static str;
 
     fn from_i64(number: i64) -> Option<Self>;
@@ -215,16 +215,19 @@ impl<T> Default for LenientNumber<T> {
 }
 
 impl<T: Lenient> LenientNumber<T> {
-    fn number<E: serde::de::Error>(
+    /// Returns the converted number, or the error for `rejected` when there is none.
+    fn accept<E: serde::de::Error>(
         converted: Option<T>,
         rejected: impl std::fmt::Display,
     ) -> Result<Option<T>, E> {
-        converted
-            .map(Some)
-            .ok_or_else(|| E::custom(format!("{rejected} is not {}", T::EXPECTED)))
+        match converted {
+            Some(number) => Ok(Some(number)),
+            None => Self::reject(rejected),
+        }
     }
 
-    fn not_a_number<E: serde::de::Error>(rejected: &Value) -> Result<Option<T>, E> {
+    /// Returns the error for a value that is not a `T`.
+    fn reject<E: serde::de::Error>(rejected: impl std::fmt::Display) -> Result<Option<T>, E> {
         Err(E::custom(format!("{rejected} is not {}", T::EXPECTED)))
     }
 }
@@ -237,25 +240,29 @@ impl<'de, T: Lenient> serde::de::Visitor<'de> for LenientNumber<T> {
     }
 
     fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<Self::Value, E> {
-        Self::number(T::from_i64(number), number)
+        Self::accept(T::from_i64(number), number)
     }
 
     fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Self::Value, E> {
-        Self::number(T::from_u64(number), number)
+        Self::accept(T::from_u64(number), number)
     }
 
     fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<Self::Value, E> {
-        // Shown as serde_json writes the number, as in the other messages of this module.
+        if let Some(converted) = T::from_f64(number) {
+            return Ok(Some(converted));
+        }
+
+        // Shown as serde_json writes numbers, such as 1e+30.
         let rejected = serde_json::Number::from_f64(number).map_or(Value::Null, Value::Number);
-        Self::number(T::from_f64(number), rejected)
+        Self::reject(rejected)
     }
 
     fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Self::number(T::from_text(text), format_args!("`{text}`"))
+        Self::accept(T::from_text(text), format_args!("`{text}`"))
     }
 
     fn visit_bool<E: serde::de::Error>(self, flag: bool) -> Result<Self::Value, E> {
-        Self::not_a_number(&Value::Bool(flag))
+        Self::reject(flag)
     }
 
     fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
@@ -272,12 +279,12 @@ impl<'de, T: Lenient> serde::de::Visitor<'de> for LenientNumber<T> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, items: A) -> Result<Self::Value, A::Error> {
         let rejected = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(items))?;
-        Self::not_a_number(&rejected)
+        Self::reject(rejected)
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, fields: A) -> Result<Self::Value, A::Error> {
         let rejected = Value::deserialize(serde::de::value::MapAccessDeserializer::new(fields))?;
-        Self::not_a_number(&rejected)
+        Self::reject(rejected)
     }
 }
 
@@ -339,10 +346,12 @@ mod tests {
     #[test]
     fn numbers_arrive_as_numbers_or_strings() {
         let parsed = numbers(r#"{"step": "-42", "value": "2.5"}"#).unwrap();
-        assert_eq!((parsed.step, parsed.value), (Some(-42), Some(2.5)));
+        assert_eq!(parsed.step, Some(-42));
+        assert_eq!(parsed.value, Some(2.5));
 
         let parsed = numbers(r#"{"step": 1e3, "value": 7}"#).unwrap();
-        assert_eq!((parsed.step, parsed.value), (Some(1000), Some(7.0)));
+        assert_eq!(parsed.step, Some(1000));
+        assert_eq!(parsed.value, Some(7.0));
 
         let parsed = numbers(r#"{"step": 9223372036854775807, "value": " Infinity "}"#).unwrap();
         assert_eq!(parsed.step, Some(i64::MAX));
@@ -355,14 +364,16 @@ mod tests {
     #[test]
     fn null_and_absent_numbers_are_none() {
         let parsed = numbers(r#"{"step": null}"#).unwrap();
-        assert_eq!((parsed.step, parsed.value), (None, None));
+        assert_eq!(parsed.step, None);
+        assert_eq!(parsed.value, None);
 
         let parsed = numbers_from_value(r#"{"value": null}"#).unwrap();
-        assert_eq!((parsed.step, parsed.value), (None, None));
+        assert_eq!(parsed.step, None);
+        assert_eq!(parsed.value, None);
     }
 
     #[test]
-    fn decoding_from_a_value_matches_decoding_from_bytes() {
+    fn numbers_decode_from_a_value() {
         let json = r#"{"step": "12", "value": "-Infinity"}"#;
         let parsed = numbers_from_value(json).unwrap();
         assert_eq!(parsed.step, Some(12));
@@ -373,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn rejected_numbers_are_named_in_the_message() {
+    fn rejected_numbers_named_in_message() {
         let cases = [
             (r#"{"step": 1.5}"#, "1.5 is not a 64-bit integer"),
             (r#"{"step": 1e30}"#, "1e+30 is not a 64-bit integer"),
