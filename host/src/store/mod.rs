@@ -88,13 +88,16 @@ pub use search::{
 pub use steps::{NewStepRun, PluginRef, StepRunUpdate};
 
 use migration::Migrator;
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
+    Statement,
+};
 use sea_orm_migration::MigratorTrait;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Name of the SQLite file that [`Store::open_sqlite`] keeps in the data directory.
 pub const SQLITE_FILE_NAME: &str = "runledger.db";
@@ -103,6 +106,10 @@ pub const SQLITE_FILE_NAME: &str = "runledger.db";
 /// "database is locked". Writes are short transactions, so waiting this long means something is
 /// stuck.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Maximum pause between two attempts to turn on WAL while another connection has the lock
+/// that the switch needs.
+const WAL_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Connections in a SQLite pool. WAL lets readers proceed during a write, but SQLite runs one
 /// write at a time, so a few connections suffice.
@@ -129,11 +136,17 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut options = ConnectOptions::new(url);
         let mut file = None;
-        if url.starts_with("sqlite:") {
+        let sqlite = url.starts_with("sqlite:");
+        if sqlite {
             configure_sqlite(&mut options, None, is_in_memory(url));
             file = sqlite_file_of(url);
         }
-        let mut store = Self::connect_with(options, redact_password(url)).await?;
+
+        let shown_url = redact_password(url);
+        let mut store = Self::connect_with(options, shown_url.clone()).await?;
+        if sqlite && !is_in_memory(url) {
+            store.enable_wal(&shown_url).await?;
+        }
         store.sqlite_file = file;
         Ok(store)
     }
@@ -153,7 +166,9 @@ impl Store {
         let mut options = ConnectOptions::new(format!("sqlite://{SQLITE_FILE_NAME}"));
         configure_sqlite(&mut options, Some(path.clone()), false);
 
-        let mut store = Self::connect_with(options, format!("sqlite://{}", path.display())).await?;
+        let shown_url = format!("sqlite://{}", path.display());
+        let mut store = Self::connect_with(options, shown_url.clone()).await?;
+        store.enable_wal(&shown_url).await?;
         store.sqlite_file = Some(Arc::from(path));
         store.migrate().await?;
         store.move_staged_metrics().await?;
@@ -176,6 +191,47 @@ impl Store {
             db,
             sqlite_file: None,
         })
+    }
+
+    /// Puts a SQLite file in WAL mode. The mode is stored in the file, so one switch per store
+    /// is enough, and pooled connections do not repeat it as they open.
+    ///
+    /// The switch takes a lock that SQLite's busy timeout does not wait for. Processes that open
+    /// a new file together, such as a pipeline run and a `runs list` beside it, can therefore
+    /// get "database is locked", and the switch is retried until [`SQLITE_BUSY_TIMEOUT`] passes.
+    async fn enable_wal(&self, shown_url: &str) -> Result<(), StoreError> {
+        let deadline = Instant::now() + SQLITE_BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.switch_to_wal().await {
+                Err(error) if is_sqlite_busy(&error) && Instant::now() < deadline => {
+                    tracing::debug!(%error, "database file is locked, retrying the switch to wal");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(WAL_RETRY_PAUSE);
+                }
+                result => {
+                    return result.map_err(|source| StoreError::Connect {
+                        url: shown_url.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn switch_to_wal(&self) -> Result<(), DbErr> {
+        let statement = Statement::from_string(DbBackend::Sqlite, "PRAGMA journal_mode = WAL");
+        let row = self.db.query_one_raw(statement).await?;
+        let mode = row
+            .map(|row| row.try_get_by_index::<String>(0))
+            .transpose()?;
+
+        // Without shared memory in the file system the file keeps its rollback journal. SQLite
+        // still works there, but readers and writers block each other.
+        if mode.as_deref() != Some("wal") {
+            tracing::warn!(mode = ?mode, "sqlite file not in wal mode, readers wait for writers");
+        }
+        Ok(())
     }
 
     /// Applies every pending migration. Running it on an up-to-date database does nothing, and
@@ -226,8 +282,8 @@ impl Store {
     }
 }
 
-/// Turns on foreign keys, the busy timeout and, for files, WAL. `file` replaces the path of
-/// the URL.
+/// Turns on foreign keys, the busy timeout and, for files, synchronous NORMAL. `file` replaces
+/// the path of the URL.
 fn configure_sqlite(options: &mut ConnectOptions, file: Option<PathBuf>, in_memory: bool) {
     // Each connection to `sqlite::memory:` opens its own empty database, so an in-memory store
     // must keep to one connection.
@@ -244,10 +300,9 @@ fn configure_sqlite(options: &mut ConnectOptions, file: Option<PathBuf>, in_memo
         }
         if !in_memory {
             // In WAL mode NORMAL keeps the database consistent through an application crash,
-            // and only an OS crash or power loss can roll back the most recent commits.
-            opts = opts
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal);
+            // and only an OS crash or power loss can roll back the most recent commits. WAL
+            // itself is turned on once per store, by `Store::enable_wal`.
+            opts = opts.synchronous(SqliteSynchronous::Normal);
         }
         opts
     });
@@ -268,6 +323,22 @@ fn sqlite_file_of(url: &str) -> Option<Arc<Path>> {
     }
     let options = SqliteConnectOptions::from_str(url).ok()?;
     Some(Arc::from(options.get_filename()))
+}
+
+/// Returns whether `error` is SQLite's "database is locked", under any of its extended codes.
+fn is_sqlite_busy(error: &DbErr) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    let (DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime)) = error else {
+        return false;
+    };
+    let RuntimeErr::SqlxError(error) = runtime else {
+        return false;
+    };
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == SQLITE_BUSY)
 }
 
 fn is_in_memory(url: &str) -> bool {

@@ -85,6 +85,33 @@ async fn concurrent_migrations_apply_once() {
     }
 }
 
+/// Processes started together on a new data directory, such as `runledger run` and a
+/// `runledger runs list` polling it, each open the file while another may be turning on WAL.
+/// Switching the journal mode takes a lock that SQLite's busy timeout does not wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_sqlite_file_opens_concurrently() {
+    const ROUNDS: usize = 12;
+    const STORES: usize = 6;
+
+    for round in 0..ROUNDS {
+        let dir = tempfile::tempdir().unwrap();
+        let opens: Vec<_> = (0..STORES)
+            .map(|_| {
+                let path = dir.path().to_owned();
+                tokio::spawn(async move { Store::open_sqlite(&path).await })
+            })
+            .collect();
+
+        for (index, open) in opens.into_iter().enumerate() {
+            let store = open
+                .await
+                .unwrap()
+                .unwrap_or_else(|error| panic!("round {round}, store {index}: {error}"));
+            store.close().await.unwrap();
+        }
+    }
+}
+
 #[test]
 fn redact_password_hides_only_password() {
     let redact = crate::store::redact_password;
