@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::ServiceExt as _;
 
+/// Maximum wait for an expected line in a server's log.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+
 /// The server's router over a fresh database and data directory, driven without a socket.
 pub struct TestApp {
     /// The router, as `runledger serve` builds it.
@@ -199,7 +202,7 @@ fn small_runtime(config: &Config) -> Runtime {
         allocator: AllocatorChoice::OnDemand,
         ..config.runtime_settings()
     };
-    Runtime::new(settings).expect("the wasm engine starts")
+    Runtime::new(settings)
 }
 
 /// `runledger serve` running as a subprocess on a port-0 socket. It is killed when dropped.
@@ -253,6 +256,21 @@ impl ServerProcess {
     /// What the server wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log lock").clone()
+    }
+
+    /// Waits up to [`LOG_WAIT`] for the log to contain every one of `lines`, then returns it.
+    /// A thread reads the server's stderr, so a line written before a response may reach the
+    /// log after the client has the response.
+    pub fn log_containing(&self, lines: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + LOG_WAIT;
+        loop {
+            let log = self.log();
+            let complete = lines.iter().all(|line| log.contains(line));
+            if complete || std::time::Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits for the process to exit.

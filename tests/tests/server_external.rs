@@ -853,7 +853,7 @@ async fn cli_waits_for_server_report(backend: Backend) {
     assert!(exit.success(), "runledger run failed: {}", run.stderr());
     let (status, again) = api.report(&notice.step_run_id, &notice.token, &body).await;
     assert_eq!(status, 409, "{again}");
-    let log = server.log();
+    let log = server.log_containing(&[&notice.step_run_id]);
     assert!(
         !log.contains(&notice.token) && !log.contains("rls_not-the-token"),
         "the server log shows no token: {log}"
