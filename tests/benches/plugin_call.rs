@@ -88,7 +88,7 @@ fn whole_call(allocator: AllocatorChoice) -> anyhow::Result<Vec<Duration>> {
         allocator,
         pool_instances: 16,
         ..RuntimeSettings::default()
-    })?;
+    });
     let noop = plugin("noop");
     runtime.prepare(&noop)?;
     let (_dir, store) = runledger_tests::temp_store();
@@ -134,8 +134,8 @@ fn load_times() -> anyhow::Result<(Duration, Duration)> {
             allocator: AllocatorChoice::OnDemand,
             ..RuntimeSettings::default()
         };
-        let first = Runtime::new(settings.clone())?.prepare(&target)?;
-        let second = Runtime::new(settings)?.prepare(&target)?;
+        let first = Runtime::new(settings.clone()).prepare(&target)?;
+        let second = Runtime::new(settings).prepare(&target)?;
         anyhow::ensure!(
             first.source == LoadSource::Compiled,
             "first load was not a compile"
@@ -404,7 +404,7 @@ mod governance {
         let runtime = Runtime::new(RuntimeSettings {
             pool_instances: 16,
             ..RuntimeSettings::default()
-        })?;
+        });
         let registry = PluginRegistry::scan(&[
             runledger_tests::plugins_dir(),
             runledger_tests::test_plugins_dir(),

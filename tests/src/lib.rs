@@ -68,7 +68,7 @@ pub fn runtime() -> &'static Runtime {
             pool_instances: 16,
             ..RuntimeSettings::default()
         };
-        Runtime::new(settings).expect("the wasm engine starts")
+        Runtime::new(settings)
     })
 }
 
@@ -396,7 +396,7 @@ pub fn shared_runtime() -> Arc<Runtime> {
                 pool_instances: 16,
                 ..RuntimeSettings::default()
             };
-            Arc::new(Runtime::new(settings).expect("the wasm engine starts"))
+            Arc::new(Runtime::new(settings))
         })
         .clone()
 }

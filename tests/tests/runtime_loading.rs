@@ -247,7 +247,7 @@ fn operator_memory_cap_below_initial_memory_names_the_limit() {
         pool_instances: 2,
         ..RuntimeSettings::default()
     };
-    let small = Runtime::new(settings).unwrap();
+    let small = Runtime::new(settings);
     let (_dir, store) = temp_store();
     let io = Box::new(StoreArtifactIo::new(store.clone()));
     let spec = step_call(json!({ "name": "x" }), vec![], &["greeting"]);
@@ -268,11 +268,8 @@ fn compile_cache_serves_a_restarted_runtime() {
     };
     let hello = plugin("hello");
 
-    let first = Runtime::new(settings.clone())
-        .unwrap()
-        .prepare(&hello)
-        .unwrap();
-    let second = Runtime::new(settings).unwrap().prepare(&hello).unwrap();
+    let first = Runtime::new(settings.clone()).prepare(&hello).unwrap();
+    let second = Runtime::new(settings).prepare(&hello).unwrap();
 
     assert_eq!(first.source, LoadSource::Compiled);
     assert_eq!(second.source, LoadSource::DiskCache);
@@ -291,15 +288,12 @@ fn corrupt_cache_entry_is_recompiled() {
         ..RuntimeSettings::default()
     };
     let hello = plugin("hello");
-    Runtime::new(settings.clone())
-        .unwrap()
-        .prepare(&hello)
-        .unwrap();
+    Runtime::new(settings.clone()).prepare(&hello).unwrap();
     for entry in std::fs::read_dir(cache.path()).unwrap().flatten() {
         std::fs::write(entry.path(), b"not a compiled component").unwrap();
     }
 
-    let info = Runtime::new(settings).unwrap().prepare(&hello).unwrap();
+    let info = Runtime::new(settings).prepare(&hello).unwrap();
 
     assert_eq!(info.source, LoadSource::Compiled);
 }

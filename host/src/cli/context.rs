@@ -83,7 +83,7 @@ pub(crate) async fn open_engine(config: &Config) -> Result<EngineContext> {
             problem.message
         );
     }
-    let runtime = Runtime::new(config.runtime_settings())?;
+    let runtime = Runtime::new(config.runtime_settings());
     let engine = Engine::new(Arc::new(runtime), store, artifacts);
     Ok(EngineContext { engine, registry })
 }

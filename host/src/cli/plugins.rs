@@ -86,7 +86,7 @@ fn summary(plugin: &Plugin) -> serde_json::Value {
 
 fn inspect(config: &Config, registry: &PluginRegistry, spec: &str, json: bool) -> Result<ExitCode> {
     let plugin = registry.resolve(spec)?;
-    let runtime = Runtime::new(config.runtime_settings())?;
+    let runtime = Runtime::new(config.runtime_settings());
     let load = runtime.prepare(&plugin);
     let limits = runtime.effective_limits(&plugin, None);
     let manifest = &plugin.manifest;

@@ -3,7 +3,7 @@
 
 use super::settings::{AllocatorChoice, RuntimeSettings};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -102,37 +102,149 @@ pub(crate) fn build_engine(
     }
 }
 
-/// A background thread that advances the engine's epoch every [`EPOCH_TICK`]; stores set their
-/// deadline in ticks. Stops when dropped.
+/// A background thread that advances the engine's epoch every [`EPOCH_TICK`] while a call
+/// runs; stores set their deadline in ticks. Between calls the thread is parked, so an idle
+/// process does not wake a hundred times a second. Stops when dropped.
 pub(crate) struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    state: Arc<TickerState>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// State shared by the ticker thread and the calls that keep it ticking.
+struct TickerState {
+    stop: AtomicBool,
+    /// Calls that hold a [`Ticking`] guard now.
+    calls: AtomicUsize,
+    /// Epoch increments so far.
+    ticks: AtomicU64,
 }
 
 impl EpochTicker {
     pub(crate) fn start(engine: Engine) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let state = Arc::new(TickerState {
+            stop: AtomicBool::new(false),
+            calls: AtomicUsize::new(0),
+            ticks: AtomicU64::new(0),
+        });
+        let shared = state.clone();
         let thread = std::thread::Builder::new()
             .name("runledger-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })?;
+            .spawn(move || tick_while_calls_run(&engine, &shared))?;
         Ok(Self {
-            stop,
+            state,
             thread: Some(thread),
         })
+    }
+
+    /// Returns a guard that keeps the epoch advancing until it is dropped. Every call into a
+    /// component holds one, because its wall-clock deadline and cancel flag are checked on
+    /// epoch ticks.
+    pub(crate) fn keep_ticking(&self) -> Ticking<'_> {
+        if self.state.calls.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.wake();
+        }
+        Ticking { ticker: self }
+    }
+
+    /// Returns how many times the thread has advanced the epoch.
+    #[cfg(test)]
+    pub(crate) fn ticks(&self) -> u64 {
+        self.state.ticks.load(Ordering::Relaxed)
+    }
+
+    fn wake(&self) {
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
+}
+
+/// Advances the epoch every [`EPOCH_TICK`] while `state` counts a running call, and parks the
+/// thread otherwise. `park` returns at once when `unpark` came first, so a call that starts
+/// between the check and the park is not missed.
+fn tick_while_calls_run(engine: &Engine, state: &TickerState) {
+    while !state.stop.load(Ordering::Acquire) {
+        if state.calls.load(Ordering::Acquire) == 0 {
+            std::thread::park();
+            continue;
+        }
+        std::thread::sleep(EPOCH_TICK);
+        engine.increment_epoch();
+        state.ticks.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.state.stop.store(true, Ordering::Release);
+        self.wake();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A running call's hold on the [`EpochTicker`].
+pub(crate) struct Ticking<'a> {
+    ticker: &'a EpochTicker,
+}
+
+impl Drop for Ticking<'_> {
+    fn drop(&mut self) {
+        self.ticker.state.calls.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Maximum wait for a condition that the ticker reaches within a few ticks on an idle machine.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// Waits until `done` holds, and panics naming `what` after [`PATIENCE`].
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} within {PATIENCE:?}");
+            std::thread::sleep(EPOCH_TICK);
+        }
+    }
+
+    /// Returns whether `ticker` advanced no tick during 10 tick intervals.
+    fn stays_still(ticker: &EpochTicker) -> bool {
+        let before = ticker.ticks();
+        std::thread::sleep(EPOCH_TICK * 10);
+        ticker.ticks() == before
+    }
+
+    #[test]
+    fn ticker_ticks_only_during_calls() {
+        let ticker = EpochTicker::start(Engine::new(&base_config()).unwrap()).unwrap();
+        assert!(stays_still(&ticker), "the ticker ticked before any call");
+
+        let call = ticker.keep_ticking();
+        let start = ticker.ticks();
+        wait_for("3 ticks during a call", || ticker.ticks() >= start + 3);
+
+        drop(call);
+        // The tick under way when the call ended may still land, so the check is repeated.
+        wait_for("the ticker stopping after the call", || {
+            stays_still(&ticker)
+        });
+    }
+
+    #[test]
+    fn ticker_ticks_while_any_call_runs() {
+        let ticker = EpochTicker::start(Engine::new(&base_config()).unwrap()).unwrap();
+        let first = ticker.keep_ticking();
+        let second = ticker.keep_ticking();
+
+        drop(first);
+        let start = ticker.ticks();
+
+        wait_for("3 ticks with one call left", || ticker.ticks() >= start + 3);
+        drop(second);
     }
 }

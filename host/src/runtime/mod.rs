@@ -5,7 +5,7 @@
 //! # fn demo(io: Box<dyn runledger::runtime::ArtifactIo>) -> Result<(), Box<dyn std::error::Error>> {
 //! use runledger::runtime::{PluginRegistry, Runtime, RuntimeSettings, StepCall};
 //!
-//! let runtime = Runtime::new(RuntimeSettings::default())?;
+//! let runtime = Runtime::new(RuntimeSettings::default());
 //! let registry = PluginRegistry::scan(&["target/plugins".into()]);
 //! let plugin = registry.resolve("hello@0.1.0")?;
 //! let call = StepCall {
@@ -63,8 +63,8 @@ pub use violations::{Capability, Limit};
 
 use dashmap::DashMap;
 use state::CallState;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
@@ -89,14 +89,42 @@ struct Prepared {
 
 /// The process-wide plugin runtime.
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<CallState>,
     settings: RuntimeSettings,
-    allocator: AllocatorKind,
-    cache: cache::CompileCache,
+    /// The wasmtime parts, made when the first plugin is prepared.
+    wasm: OnceLock<Wasm>,
+    /// Held while the wasmtime parts are made, so two threads do not both make them.
+    wasm_start: Mutex<()>,
     prepared: DashMap<String, Arc<Prepared>>,
     stats: CallStats,
-    _ticker: engine::EpochTicker,
+}
+
+/// The engine and what is built on it. A process that calls no plugin, such as a server that
+/// only records runs sent to it, never makes them, which saves their memory at start.
+struct Wasm {
+    engine: Engine,
+    linker: Linker<CallState>,
+    allocator: AllocatorKind,
+    cache: cache::CompileCache,
+    ticker: engine::EpochTicker,
+}
+
+impl Wasm {
+    /// Creates the engine (pooling allocator when possible), the linker with WASI granting
+    /// nothing, and the epoch ticker.
+    fn start(settings: &RuntimeSettings) -> Result<Self, RuntimeError> {
+        let engine_error = |error: wasmtime::Error| RuntimeError::Engine(format!("{error:#}"));
+        let (engine, allocator) = engine::build_engine(settings).map_err(engine_error)?;
+        let linker = build_linker(&engine).map_err(engine_error)?;
+        let ticker = engine::EpochTicker::start(engine.clone())
+            .map_err(|error| RuntimeError::Engine(error.to_string()))?;
+        Ok(Self {
+            cache: cache::CompileCache::new(settings.cache_dir.clone(), &engine),
+            engine,
+            linker,
+            allocator,
+            ticker,
+        })
+    }
 }
 
 /// Counters of plugin calls of every kind (steps, validators, policies) since the runtime
@@ -112,29 +140,40 @@ pub struct CallStats {
 }
 
 impl Runtime {
-    /// Creates the engine (pooling allocator when possible), the linker with WASI granting
-    /// nothing, and the epoch ticker.
-    pub fn new(settings: RuntimeSettings) -> Result<Self, RuntimeError> {
-        let engine_error = |error: wasmtime::Error| RuntimeError::Engine(format!("{error:#}"));
-        let (engine, allocator) = engine::build_engine(&settings).map_err(engine_error)?;
-        let linker = build_linker(&engine).map_err(engine_error)?;
-        let ticker = engine::EpochTicker::start(engine.clone())
-            .map_err(|error| RuntimeError::Engine(error.to_string()))?;
-        Ok(Self {
-            cache: cache::CompileCache::new(settings.cache_dir.clone(), &engine),
-            engine,
-            linker,
+    /// Creates a runtime with `settings`. The engine, its instance allocator, the linker and
+    /// the epoch ticker start when the first plugin is prepared, and an error starting them is
+    /// returned from that call.
+    pub fn new(settings: RuntimeSettings) -> Self {
+        Self {
             settings,
-            allocator,
+            wasm: OnceLock::new(),
+            wasm_start: Mutex::new(()),
             prepared: DashMap::new(),
             stats: CallStats::default(),
-            _ticker: ticker,
-        })
+        }
     }
 
-    /// Returns the allocator the engine uses.
-    pub fn allocator(&self) -> AllocatorKind {
-        self.allocator
+    /// Returns the wasmtime parts, starting them on the first call. A failed start is not
+    /// kept, so the next call tries again.
+    fn wasm(&self) -> Result<&Wasm, RuntimeError> {
+        if let Some(wasm) = self.wasm.get() {
+            return Ok(wasm);
+        }
+
+        let _starting = self
+            .wasm_start
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(wasm) = self.wasm.get() {
+            return Ok(wasm);
+        }
+        let wasm = Wasm::start(&self.settings)?;
+        Ok(self.wasm.get_or_init(|| wasm))
+    }
+
+    /// Returns the allocator the engine uses, starting the engine if no plugin was prepared yet.
+    pub fn allocator(&self) -> Result<AllocatorKind, RuntimeError> {
+        Ok(self.wasm()?.allocator)
     }
 
     /// Returns the operator settings.
@@ -164,23 +203,24 @@ impl Runtime {
     }
 
     fn load(&self, plugin: &Plugin) -> Result<Prepared, RuntimeError> {
+        let wasm = self.wasm()?;
         let started = Instant::now();
         let path = plugin.component_path();
-        let wasm = std::fs::read(&path).map_err(|source| RuntimeError::ReadComponent {
+        let bytes = std::fs::read(&path).map_err(|source| RuntimeError::ReadComponent {
             path: path.display().to_string(),
             source,
         })?;
-        let (component, source) = self
+        let (component, source) = wasm
             .cache
-            .load(&self.engine, &plugin.digest, &wasm)
+            .load(&wasm.engine, &plugin.digest, &bytes)
             .map_err(|error| RuntimeError::InvalidComponent {
                 plugin: plugin.id(),
                 path: path.display().to_string(),
                 message: format!("{error:#}"),
             })?;
-        let (imports, exports) = interface_names(&self.engine, &component);
+        let (imports, exports) = interface_names(&wasm.engine, &component);
         let kind = plugin.manifest.kind;
-        let pre = worlds::prepare(&self.linker, &component, &plugin.id(), kind, &imports)?;
+        let pre = worlds::prepare(&wasm.linker, &component, &plugin.id(), kind, &imports)?;
         let info = LoadInfo {
             source,
             duration: started.elapsed(),
@@ -258,19 +298,21 @@ impl Runtime {
                 expected: PluginKind::StepExecutor.world().to_owned(),
             });
         };
+        let wasm = self.wasm()?;
         let scratch = self.scratch_dir(plugin);
         let setup = call::CallSetup {
-            engine: &self.engine,
+            engine: &wasm.engine,
             limits: self.effective_limits(plugin, call.timeout),
             scratch_dir: scratch.as_ref().map(|dir| dir.path()),
         };
 
-        let report = self.counted(|| call::run_call(setup, pre, call, io));
+        let report = self.counted(wasm, || call::run_call(setup, pre, call, io));
         Ok(report)
     }
 
-    /// Runs `call` and counts it in [`CallStats`].
-    fn counted<R: CountedOutcome>(&self, call: impl FnOnce() -> R) -> R {
+    /// Runs `call` with the epoch ticking and counts it in [`CallStats`].
+    fn counted<R: CountedOutcome>(&self, wasm: &Wasm, call: impl FnOnce() -> R) -> R {
+        let _ticking = wasm.ticker.keep_ticking();
         self.stats.started.fetch_add(1, Ordering::Relaxed);
         self.stats.running.fetch_add(1, Ordering::Relaxed);
         let report = call();
@@ -347,4 +389,26 @@ fn interface_names(
         .map(|(name, _)| name.to_owned())
         .collect();
     (imports, exports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_runtime_starts_engine_on_first_use() {
+        let runtime = Runtime::new(RuntimeSettings {
+            allocator: AllocatorChoice::OnDemand,
+            ..RuntimeSettings::default()
+        });
+        assert!(
+            runtime.wasm.get().is_none(),
+            "the engine started at creation"
+        );
+
+        let allocator = runtime.allocator().unwrap();
+
+        assert_eq!(allocator, AllocatorKind::OnDemand);
+        assert!(runtime.wasm.get().is_some(), "the engine did not start");
+    }
 }

@@ -8,7 +8,7 @@ use crate::runtime::io::{ArtifactIo, ArtifactRef, InputSource, OutputSink};
 use crate::runtime::manifest::PluginKind;
 use crate::runtime::registry::Plugin;
 use crate::runtime::worlds::WorldPre;
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError, Wasm};
 
 /// Seed of WASI randomness in validator and policy calls. The value is fixed, so the same input
 /// always gets the same result.
@@ -80,10 +80,11 @@ impl Runtime {
         let WorldPre::Validator(pre) = &prepared.pre else {
             return Err(self.kind_error(plugin, PluginKind::MetricValidator));
         };
-        let setup = self.governance_setup(plugin);
+        let wasm = self.wasm()?;
+        let setup = self.governance_setup(wasm, plugin);
         let config_json = config.to_string();
 
-        let finished = self.counted(|| {
+        let finished = self.counted(wasm, || {
             call::run_sandboxed(setup, sandbox(Some(data)), |store| {
                 let bindings = pre
                     .instantiate(&mut *store)
@@ -118,10 +119,11 @@ impl Runtime {
         let WorldPre::Policy(pre) = &prepared.pre else {
             return Err(self.kind_error(plugin, PluginKind::Policy));
         };
-        let setup = self.governance_setup(plugin);
+        let wasm = self.wasm()?;
+        let setup = self.governance_setup(wasm, plugin);
         let config_json = config.to_string();
 
-        let finished = self.counted(|| {
+        let finished = self.counted(wasm, || {
             call::run_sandboxed(setup, sandbox(None), |store| {
                 let bindings = pre
                     .instantiate(&mut *store)
@@ -138,9 +140,9 @@ impl Runtime {
         Ok(into_report(finished))
     }
 
-    fn governance_setup(&self, plugin: &Plugin) -> CallSetup<'_> {
+    fn governance_setup<'a>(&self, wasm: &'a Wasm, plugin: &Plugin) -> CallSetup<'a> {
         CallSetup {
-            engine: &self.engine,
+            engine: &wasm.engine,
             limits: self.effective_limits(plugin, None),
             scratch_dir: None,
         }
