@@ -103,8 +103,8 @@ pub(crate) fn build_engine(
 }
 
 /// A background thread that advances the engine's epoch every [`EPOCH_TICK`] while a call
-/// runs; stores set their deadline in ticks. Between calls the thread is parked, so an idle
-/// process does not wake a hundred times a second. Stops when dropped.
+/// runs, and stores set their deadline in ticks. Between calls the thread is parked, so an
+/// idle process does not wake a hundred times a second. Stops when dropped.
 pub(crate) struct EpochTicker {
     state: Arc<TickerState>,
     thread: Option<JoinHandle<()>>,

@@ -232,7 +232,7 @@ impl From<StoreError> for ApiError {
             | StoreError::ModelNameTaken { .. }
             | StoreError::ApprovalTaken { .. }
             | StoreError::PromotionNotPending { .. } => ErrorCode::Conflict,
-            StoreError::Connect { .. } => ErrorCode::Unavailable,
+            StoreError::Connect { .. } | StoreError::WalMode { .. } => ErrorCode::Unavailable,
             _ => return Self::internal(&error),
         };
         Self::new(code, error.to_string())

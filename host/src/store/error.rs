@@ -21,6 +21,18 @@ pub enum StoreError {
         /// The driver's error.
         source: DbErr,
     },
+    /// The SQLite file could not be put in WAL mode, usually because another process kept it
+    /// locked for the whole busy timeout.
+    #[error(
+        "cannot turn on WAL mode for database {url}: {source}; if another runledger process \
+         has the file open, wait for it to finish or stop it, then retry"
+    )]
+    WalMode {
+        /// The URL of the SQLite file.
+        url: String,
+        /// The driver's error.
+        source: DbErr,
+    },
     /// Applying the schema migrations failed.
     #[error(
         "applying database migrations failed: {0}; if the database was migrated by a newer \

@@ -137,14 +137,15 @@ impl Store {
         let mut options = ConnectOptions::new(url);
         let mut file = None;
         let sqlite = url.starts_with("sqlite:");
+        let in_memory = is_in_memory(url);
         if sqlite {
-            configure_sqlite(&mut options, None, is_in_memory(url));
+            configure_sqlite(&mut options, None, in_memory);
             file = sqlite_file_of(url);
         }
 
         let shown_url = redact_password(url);
         let mut store = Self::connect_with(options, shown_url.clone()).await?;
-        if sqlite && !is_in_memory(url) {
+        if sqlite && !in_memory {
             store.enable_wal(&shown_url).await?;
         }
         store.sqlite_file = file;
@@ -210,7 +211,7 @@ impl Store {
                     pause = (pause * 2).min(WAL_RETRY_PAUSE);
                 }
                 result => {
-                    return result.map_err(|source| StoreError::Connect {
+                    return result.map_err(|source| StoreError::WalMode {
                         url: shown_url.to_owned(),
                         source,
                     });
