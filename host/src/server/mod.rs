@@ -16,6 +16,7 @@ pub mod mlflow;
 pub mod names;
 pub mod openapi;
 pub mod openlineage;
+pub mod routes;
 pub mod state;
 pub mod telemetry;
 pub mod ui;
@@ -30,20 +31,19 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use routes::{ApiRouter, documented};
 use std::future::Future;
 use std::sync::OnceLock;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Builds the router of every route, with access control, idempotency keys, metrics, request
 /// spans, the body limit, and the wait for staged metric values before reads.
 pub fn app(state: AppState) -> Router {
-    let (router, _) = documented_routes().split_for_parts();
-    // The MLflow and web UI routes join after the split, so they stay out of the OpenAPI
-    // document.
+    let router = documented_routes().into_router();
+    // The MLflow and web UI routes are not among the documented routes, so they stay out of
+    // the OpenAPI document.
     let router = router.merge(mlflow::router()).merge(ui::router());
     let max_body = state.settings().max_body_bytes;
     router
@@ -75,7 +75,7 @@ pub fn app(state: AppState) -> Router {
 pub fn openapi_document() -> &'static serde_json::Value {
     static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        let document = documented_routes().split_for_parts().1;
+        let document = documented_routes().document(openapi::ApiDoc::openapi());
         serde_json::to_value(document).unwrap_or_default()
     })
 }
@@ -93,12 +93,12 @@ async fn openapi_json() -> Json<&'static serde_json::Value> {
     Json(openapi_document())
 }
 
-fn documented_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(health::healthz))
-        .routes(routes!(health::readyz))
-        .routes(routes!(telemetry::metrics))
-        .routes(routes!(openapi_json))
+fn documented_routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(health::healthz))
+        .routes(documented!(health::readyz))
+        .routes(documented!(telemetry::metrics))
+        .routes(documented!(openapi_json))
         .merge(api::router())
 }
 

@@ -7,6 +7,8 @@
 
 use crate::server::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::server::extract::ApiPath;
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use crate::store::artifacts::{ArtifactWriter, validate_digest};
 use crate::store::{ArtifactError, ArtifactStore, ArtifactUse, Direction};
@@ -25,8 +27,6 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Chunks of an upload queued between the request and the file writer. With hyper's chunks of
 /// up to a few hundred KiB this bounds an upload's buffered memory to a few MiB.
@@ -42,15 +42,15 @@ const DEFAULT_MEDIA_TYPE: &str = "application/octet-stream";
 const MAX_MEDIA_TYPE_BYTES: usize = 255;
 
 /// Returns the artifacts routes with their OpenAPI descriptions.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(download_artifact, upload_artifact))
-        .routes(routes!(upload_new_artifact))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(download_artifact, upload_artifact))
+        .routes(documented!(upload_new_artifact))
         // Uploads stream to disk, so the limit for bodies read whole does not apply.
         .layer(DefaultBodyLimit::disable())
-        .routes(routes!(artifact_metadata))
-        .routes(routes!(run_artifacts))
-        .routes(routes!(step_artifacts))
+        .routes(documented!(artifact_metadata))
+        .routes(documented!(run_artifacts))
+        .routes(documented!(step_artifacts))
 }
 
 /// An artifact just stored.

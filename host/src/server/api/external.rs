@@ -11,6 +11,8 @@ use crate::engine::{
 use crate::server::auth::bearer_token;
 use crate::server::error::{ApiError, ApiResult, ErrorBody, ErrorCode, FieldProblem};
 use crate::server::extract::{ApiJson, ApiPath};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use crate::store::ExternalStepRecord;
 use axum::Json;
@@ -18,14 +20,12 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Returns the routes of external steps.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(report_step))
-        .routes(routes!(list_external_steps))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(report_step))
+        .routes(documented!(list_external_steps))
 }
 
 /// The outcome of a reported step's work.

@@ -18,6 +18,8 @@ use crate::server::error::{ApiError, ApiResult, ErrorBody, FieldProblem};
 use crate::server::extract::{ApiJson, ApiPath};
 use crate::server::idempotency::IdempotencyKeyHeader;
 use crate::server::names::validate_key;
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use crate::store::{
     DEFAULT_PROJECT, EnvironmentSnapshot, GitState, NewExternalRun, RunBatch, RunFinish, RunStatus,
@@ -30,23 +32,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Builds the router of the ingest routes, with their OpenAPI descriptions.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_external_run))
-        .routes(routes!(log_metrics))
-        .routes(routes!(log_params))
-        .routes(routes!(set_tags))
-        .routes(routes!(delete_tag))
-        .routes(routes!(log_batch))
-        .routes(routes!(put_environment))
-        .routes(routes!(finish_run))
-        .routes(routes!(steps::create_step))
-        .routes(routes!(steps::change_step))
-        .routes(routes!(steps::link_run_artifact))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(create_external_run))
+        .routes(documented!(log_metrics))
+        .routes(documented!(log_params))
+        .routes(documented!(set_tags))
+        .routes(documented!(delete_tag))
+        .routes(documented!(log_batch))
+        .routes(documented!(put_environment))
+        .routes(documented!(finish_run))
+        .routes(documented!(steps::create_step))
+        .routes(documented!(steps::change_step))
+        .routes(documented!(steps::link_run_artifact))
 }
 
 /// Body of `POST /api/v1/external-runs`.

@@ -9,6 +9,8 @@ use crate::server::Caller;
 use crate::server::error::{ApiError, ApiResult, ErrorBody};
 use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::server::openlineage::{self, RunEventBody};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use crate::store::artifacts::validate_digest;
 use crate::store::entity::lineage_edge;
@@ -19,8 +21,6 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Edges followed from the start node when the query names no depth.
 const DEFAULT_DEPTH: u32 = 10;
@@ -29,10 +29,10 @@ const DEFAULT_DEPTH: u32 = 10;
 const MAX_DEPTH: u32 = 100;
 
 /// Returns the lineage routes with their OpenAPI descriptions.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(query_lineage, post_run_event))
-        .routes(routes!(run_lineage))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(query_lineage, post_run_event))
+        .routes(documented!(run_lineage))
 }
 
 /// Kind of a lineage node.

@@ -6,6 +6,8 @@
 
 use crate::server::error::{ApiError, ApiResult, ErrorBody};
 use crate::server::extract::{ApiPath, ApiQuery};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use crate::store::{MIN_SERIES_POINTS, MetricPoint};
 use axum::Json;
@@ -13,8 +15,6 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::ops::RangeInclusive;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Points a history returns when the request names no `max_points`: enough for a chart as wide
 /// as a large screen.
@@ -24,10 +24,10 @@ const DEFAULT_MAX_POINTS: usize = 1_000;
 const MAX_MAX_POINTS: usize = 100_000;
 
 /// Returns the metrics routes with their OpenAPI descriptions.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(latest_metrics))
-        .routes(routes!(metric_history))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(latest_metrics))
+        .routes(documented!(metric_history))
 }
 
 /// The latest value of one metric.

@@ -15,11 +15,11 @@ pub mod value;
 pub mod whoami;
 
 use super::state::AppState;
-use utoipa_axum::router::OpenApiRouter;
+use crate::server::routes::ApiRouter;
 
 /// Every route of the native API, with its OpenAPI description.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .merge(runs::router())
         .merge(ingest::router())
         .merge(external::router())

@@ -14,6 +14,8 @@ use crate::gates::{Actor, ModelChange, ModelList, ModelView, NewModelRequest};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult, ErrorBody};
 use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -21,8 +23,6 @@ use axum::http::StatusCode;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Default number of models per page.
 const DEFAULT_MODEL_PAGE: u64 = 100;
@@ -31,11 +31,11 @@ const DEFAULT_MODEL_PAGE: u64 = 100;
 const MAX_REGISTRY_PAGE: u64 = 1000;
 
 /// Returns the routes of the model registry.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_models, create_model))
-        .routes(routes!(get_model, update_model, delete_model))
-        .routes(routes!(set_model_tag, delete_model_tag))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(list_models, create_model))
+        .routes(documented!(get_model, update_model, delete_model))
+        .routes(documented!(set_model_tag, delete_model_tag))
         .merge(versions::router())
         .merge(attachments::router())
         .merge(aliases::router())

@@ -8,23 +8,23 @@ use crate::runtime::manifest::{ArtifactDecl, Capabilities, RequestedLimits};
 use crate::runtime::{LoadInfo, MANIFEST_FILE, Plugin, PluginKind, Runtime, RuntimeError};
 use crate::server::error::{ApiError, ApiResult, ErrorBody};
 use crate::server::extract::ApiPath;
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Version of the WIT package `runledger:plugin` that the host implements.
 const WIT_PACKAGE_VERSION: &str = "0.1.0";
 
 /// Builds the router of the plugins routes.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_plugins, upload::upload_plugin))
-        .routes(routes!(inspect_plugin))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(list_plugins, upload::upload_plugin))
+        .routes(documented!(inspect_plugin))
         .layer(DefaultBodyLimit::max(upload::MAX_UPLOAD_BODY_BYTES))
 }
 

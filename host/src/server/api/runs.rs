@@ -18,6 +18,8 @@ use crate::server::error::{
 use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::server::filter::{parse_filter, parse_order_by};
 use crate::server::jobs::RunValidation;
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use crate::store::artifacts::validate_digest;
 use crate::store::{
@@ -32,18 +34,16 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Name under which a submitted definition appears in problems, in place of a file name.
 const SUBMITTED_PIPELINE: &str = "request body field `pipeline`";
 
 /// Returns the routes of the runs API.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(submit_run, list_runs))
-        .routes(routes!(get_run))
-        .routes(routes!(cancel_run))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(submit_run, list_runs))
+        .routes(documented!(get_run))
+        .routes(documented!(cancel_run))
 }
 
 /// Body of `POST /api/v1/runs`.

@@ -4,6 +4,8 @@
 use super::runs::check_run_id;
 use crate::server::error::{ApiError, ApiResult, ErrorBody};
 use crate::server::extract::{ApiPath, ApiQuery};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use crate::store::MetricPoint;
 use axum::Json;
@@ -11,8 +13,6 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Log lines a request returns when it names no `limit`.
 const DEFAULT_LOG_LIMIT: u64 = 1_000;
@@ -21,10 +21,10 @@ const DEFAULT_LOG_LIMIT: u64 = 1_000;
 const MAX_LOG_LIMIT: u64 = 10_000;
 
 /// Returns the step run routes with their OpenAPI descriptions.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(step_logs))
-        .routes(routes!(step_metrics))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(step_logs))
+        .routes(documented!(step_metrics))
 }
 
 /// Path of one step run of a run.

@@ -7,6 +7,8 @@
 use crate::server::auth::AccessMode;
 use crate::server::error::{ApiError, ApiResult, ErrorBody};
 use crate::server::extract::{ApiJson, ApiPath};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use crate::server::{Caller, Role};
 use crate::store::StoreError;
@@ -16,17 +18,15 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Maximum length of a token name, in characters. Names appear in every log line about a request.
 const MAX_NAME_CHARS: usize = 64;
 
 /// Builds the router of the tokens routes.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_tokens, create_token))
-        .routes(routes!(revoke_token))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(list_tokens, create_token))
+        .routes(documented!(revoke_token))
 }
 
 /// A token as listed: never the token itself nor its hash.

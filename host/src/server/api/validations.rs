@@ -7,18 +7,18 @@ use crate::server::api::runs::check_run_id;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiResult, ErrorBody};
 use crate::server::extract::{ApiJson, ApiPath};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Returns the routes of run validations.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_validations, validate_run))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new().routes(documented!(list_validations, validate_run))
 }
 
 /// Path of the validation routes.

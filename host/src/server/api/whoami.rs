@@ -3,17 +3,17 @@
 
 use crate::server::auth::{AccessMode, Caller, Role};
 use crate::server::error::ErrorBody;
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Returns the whoami route with its OpenAPI description.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(whoami))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new().routes(documented!(whoami))
 }
 
 /// Body of `GET /api/v1/whoami`.

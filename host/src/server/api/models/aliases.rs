@@ -11,6 +11,8 @@ use crate::gates::{PromotionStatus, PromotionView};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ApiResult, ErrorBody, ErrorCode, FieldProblem};
 use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -19,17 +21,15 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Returns the routes of aliases, approvals and promotions.
-pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_aliases))
-        .routes(routes!(promote, remove_alias))
-        .routes(routes!(approve))
-        .routes(routes!(list_promotions))
-        .routes(routes!(get_promotion))
+pub(super) fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(list_aliases))
+        .routes(documented!(promote, remove_alias))
+        .routes(documented!(approve))
+        .routes(documented!(list_promotions))
+        .routes(documented!(get_promotion))
 }
 
 /// Path of the routes about one alias.

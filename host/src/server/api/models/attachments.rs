@@ -10,18 +10,18 @@ use crate::runtime::PluginKind;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiResult, ErrorBody};
 use crate::server::extract::{ApiJson, ApiPath};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use axum::Json;
 use axum::extract::{Extension, State};
 use serde::Deserialize;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Returns the routes of validator and policy attachments.
-pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(get_validators, set_validators))
-        .routes(routes!(get_policies, set_policies))
+pub(super) fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(get_validators, set_validators))
+        .routes(documented!(get_policies, set_policies))
 }
 
 /// Path of the routes about one alias's policies.

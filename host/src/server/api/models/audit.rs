@@ -8,22 +8,22 @@ use super::path_text;
 use crate::gates::AuditEntry;
 use crate::server::error::{ApiResult, ErrorBody};
 use crate::server::extract::{ApiPath, ApiQuery};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Default number of audit entries per page.
 const DEFAULT_AUDIT_PAGE: u64 = 100;
 
 /// Returns the routes of the audit log.
-pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(model_audit))
-        .routes(routes!(version_audit))
+pub(super) fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(model_audit))
+        .routes(documented!(version_audit))
 }
 
 /// Path of the model's audit log.

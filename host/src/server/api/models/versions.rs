@@ -6,6 +6,8 @@ use crate::gates::{NewVersion, VersionList, VersionView};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiResult, ErrorBody};
 use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::server::routes::ApiRouter;
+use crate::server::routes::documented;
 use crate::server::state::AppState;
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -13,18 +15,16 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Default number of versions per page.
 const DEFAULT_VERSION_PAGE: u64 = 100;
 
 /// Returns the routes of model versions.
-pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_versions, create_version))
-        .routes(routes!(get_version, update_version, delete_version))
-        .routes(routes!(set_version_tag, delete_version_tag))
+pub(super) fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .routes(documented!(list_versions, create_version))
+        .routes(documented!(get_version, update_version, delete_version))
+        .routes(documented!(set_version_tag, delete_version_tag))
 }
 
 /// Path of the routes about one version.
