@@ -31,6 +31,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
 use routes::{ApiRouter, documented};
 use std::future::Future;
 use std::sync::OnceLock;
@@ -158,6 +159,14 @@ pub async fn serve(
         stopping.begin_stopping();
         tracing::info!("shutdown requested: finishing in-flight requests");
     };
+    // Without TCP_NODELAY, a response written in pieces can hold back its last small segment
+    // until the client acknowledges the earlier ones, and clients delay acknowledgements by
+    // tens of milliseconds.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(cause = %error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(signal)
         .await?;
