@@ -94,6 +94,7 @@ use sea_orm::{
     Statement,
 };
 use sea_orm_migration::MigratorTrait;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -239,6 +240,13 @@ impl Store {
     /// concurrent callers on one database apply each migration once.
     #[tracing::instrument(name = "runledger.store.migrate", skip_all)]
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        // Almost every start finds the schema current. One read checks that, without the write
+        // lock or the statements the migrator builds.
+        if self.schema_is_current().await {
+            tracing::debug!("database schema is up to date");
+            return Ok(());
+        }
+
         let transaction = batch::begin_write(&self.db)
             .await
             .map_err(StoreError::Migrate)?;
@@ -259,6 +267,23 @@ impl Store {
         transaction.commit().await.map_err(StoreError::Migrate)?;
         tracing::debug!("database schema is up to date");
         Ok(())
+    }
+
+    /// Returns whether the database records exactly the migrations of this build. A missing
+    /// table or a failed read returns false, and the migrator then applies what is pending or
+    /// reports a migration missing from this build.
+    async fn schema_is_current(&self) -> bool {
+        let statement =
+            Statement::from_string(self.backend(), "SELECT version FROM seaql_migrations");
+        let Ok(rows) = self.db.query_all_raw(statement).await else {
+            return false;
+        };
+        let applied: HashSet<String> = rows
+            .iter()
+            .filter_map(|row| row.try_get_by_index::<String>(0).ok())
+            .collect();
+        let known = Migrator::migrations();
+        applied.len() == known.len() && known.iter().all(|step| applied.contains(step.name()))
     }
 
     /// Returns the underlying connection, for queries this module does not offer.
