@@ -42,7 +42,7 @@ impl Plugin {
     pub fn load(dir: &Path) -> Result<Self, RuntimeError> {
         let manifest = Manifest::load(&dir.join(MANIFEST_FILE))?;
         let component = dir.join(COMPONENT_FILE);
-        let bytes = std::fs::read(&component).map_err(|source| RuntimeError::ReadComponent {
+        let digest = file_digest(&component).map_err(|source| RuntimeError::ReadComponent {
             path: component.display().to_string(),
             source,
         })?;
@@ -56,7 +56,7 @@ impl Plugin {
         let config_validator = compile("config-schema", &manifest.config_schema())?;
         Ok(Self {
             manifest,
-            digest: hex::encode(Sha256::digest(&bytes)),
+            digest,
             dir: dir.to_owned(),
             validator,
             config_validator,
@@ -83,6 +83,15 @@ impl Plugin {
     pub fn validate_config(&self, config: &serde_json::Value) -> Result<(), InvalidConfig> {
         check_params(&self.id(), &self.config_validator, config).map_err(InvalidConfig::from)
     }
+}
+
+/// Returns the lowercase hex SHA-256 of a file, read in pieces, so that scanning does not hold
+/// a large component in memory.
+fn file_digest(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// A plugin directory that could not be loaded.
