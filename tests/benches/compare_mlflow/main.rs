@@ -150,7 +150,9 @@ fn mlflow_executable() -> Result<PathBuf> {
 
 async fn run(mlflow: &Path, scratch: &Path, started: Instant) -> Result<()> {
     let setups = mlflow_setups(mlflow, scratch);
-    let cli = Cli::new(Backend::Sqlite);
+    // The server loads the first-party plugins, as a deployment would. The test corpus, with
+    // its deliberately broken and probing plugins, is for the tests.
+    let cli = Cli::new(Backend::Sqlite).with_plugin_dirs(vec![runledger_tests::plugins_dir()]);
     seed_databases(&setups, &cli).await?;
     let ceiling_rows_per_second = ceiling::rows_per_second(&scratch.join("ceiling")).await?;
     println!("raw SQLite ceiling: {ceiling_rows_per_second:.0} rows/s");
