@@ -1,7 +1,7 @@
 //! Records the wasmtime version from Cargo.lock, so runs and cache keys name the exact runtime,
 //! and embeds the web UI: every source file under `ui/` plus the chosen files of the npm
-//! libraries in `ui/node_modules`, which `cargo xtask setup` installs. On Linux with glibc the
-//! executable is linked with packed relative relocations.
+//! libraries in `ui/node_modules`, which `cargo xtask setup` installs. On x86-64 Linux with
+//! glibc 2.36 or newer the executable is linked with packed relative relocations.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,9 @@ const VENDOR_FILES: &[(&str, &str)] = &[
 /// Files under `ui/` that describe the npm install and are not served.
 const NOT_SERVED: &[&str] = &["package.json", "package-lock.json"];
 
+/// Oldest glibc that applies packed relative relocations, as (major, minor).
+const RELR_GLIBC: (u32, u32) = (2, 36);
+
 fn main() {
     record_wasmtime_version();
     embed_ui();
@@ -30,14 +33,31 @@ fn main() {
 /// Links the `runledger` executable with packed relative relocations (`DT_RELR`). A
 /// position-independent executable carries one 24-byte entry per pointer in its read-only data,
 /// about 2 MiB here. The dynamic loader reads that whole table at every start, so it stays
-/// resident. Packed, the table takes about 22 KiB. GNU ld leaves the option off when the C
-/// library cannot apply it (glibc before 2.36), and older linkers warn and ignore it.
+/// resident. Packed, the table takes about 22 KiB.
+///
+/// GNU ld documents the option for x86-64 only, and the executable it writes requires glibc's
+/// `GLIBC_ABI_DT_RELR` version, which glibc 2.36 introduced. So the option is set only for a
+/// native x86-64 build on a machine whose glibc is that new; elsewhere the usual table stays.
 fn pack_relative_relocations() {
-    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    if os == "linux" && env == "gnu" {
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let host = std::env::var("HOST").unwrap_or_default();
+    let native = target == "x86_64-unknown-linux-gnu" && target == host;
+    if native && glibc_version().is_some_and(|version| version >= RELR_GLIBC) {
         println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
+}
+
+/// Returns the build machine's glibc version from `getconf GNU_LIBC_VERSION`, which prints a
+/// line such as `glibc 2.36`.
+fn glibc_version() -> Option<(u32, u32)> {
+    let output = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    let (major, rest) = text.trim().strip_prefix("glibc ")?.split_once('.')?;
+    let minor = rest.split('.').next()?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// Returns the directory of this package, as cargo passes it to the running script. The value
