@@ -19,6 +19,41 @@ async fn migrations_apply_twice() {
 }
 
 #[tokio::test]
+async fn current_schema_check_follows_migration_table() {
+    on_each_backend(async |store: &Store| {
+        assert!(store.schema_is_current().await, "fresh store not current");
+
+        let db = store.connection();
+        let first = Migrator::migrations()[0].name().to_owned();
+        db.execute_unprepared(&format!(
+            "DELETE FROM seaql_migrations WHERE version = '{first}'"
+        ))
+        .await
+        .expect("delete one applied version");
+        assert!(!store.schema_is_current().await, "current without {first}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn migrate_rejects_unknown_applied_migration() {
+    on_each_backend(async |store: &Store| {
+        store
+            .connection()
+            .execute_unprepared(
+                "INSERT INTO seaql_migrations (version, applied_at) \
+                 VALUES ('m29991231_000001_from_newer_build', 0)",
+            )
+            .await
+            .expect("record a migration of a newer build");
+
+        let result = store.migrate().await;
+        assert!(matches!(result, Err(StoreError::Migrate(_))), "{result:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn sqlite_connection_uses_wal_and_foreign_keys() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/by-url.db?mode=rwc", dir.path().display());
