@@ -164,7 +164,7 @@ pub async fn serve(
     // tens of milliseconds.
     let listener = listener.tap_io(|stream| {
         if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(cause = %error, "cannot set TCP_NODELAY on a connection");
+            tracing::debug!(cause = %error, "failed to set TCP_NODELAY on a connection");
         }
     });
     axum::serve(listener, app(state.clone()))

@@ -1,7 +1,7 @@
 //! Documented routes, declared once and put to two uses. The serving router is built at start
 //! from each handler's path and methods alone. The OpenAPI document, whose operations and
 //! schemas take megabytes of heap and much code to assemble, is built from the same
-//! declarations only when a client asks for it, so an idle server does not carry that cost.
+//! declarations on its first request, so an idle server does not carry that cost.
 
 use axum::Router;
 use axum::extract::Request;
@@ -23,7 +23,7 @@ pub struct RouteGroup<S> {
 }
 
 impl<S: Clone + Send + Sync + 'static> RouteGroup<S> {
-    /// Starts a group whose OpenAPI part `document` builds.
+    /// Returns a group without routes whose part of the OpenAPI document `document` builds.
     pub fn new(document: fn() -> OpenApiRouter<S>) -> Self {
         Self {
             router: Router::new(),
