@@ -7,6 +7,7 @@ use clap::Subcommand;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(crate) enum DbCommand {
     /// Create or upgrade the database schema.
     Migrate,

@@ -70,7 +70,10 @@ pub struct Cli {
     command: Command,
 }
 
+/// Each subcommand's arguments are built only when that subcommand is invoked (`defer`), so a
+/// start does not build every command's arguments; the nested command enums do the same.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Run a pipeline and record it, then run its metric validators.
     ///

@@ -30,6 +30,7 @@ const EXIT_DENIED: u8 = 5;
 const PAGE_SIZE: u64 = 100;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(crate) enum ModelsCommand {
     /// List registered models by name.
     List {

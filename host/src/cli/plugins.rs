@@ -8,6 +8,7 @@ use serde_json::json;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(crate) enum PluginsCommand {
     /// List installed plugins: name, version, kind and digest.
     List {

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(crate) enum RunsCommand {
     /// List runs, newest first.
     List {

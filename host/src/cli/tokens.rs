@@ -8,6 +8,7 @@ use clap::Subcommand;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(crate) enum TokensCommand {
     /// Create a token and print it once; only its hash is stored.
     Create {
