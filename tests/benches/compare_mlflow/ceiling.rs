@@ -23,13 +23,15 @@ const ROWS_PER_STATEMENT: u64 = 100;
 const BOUND_PER_ROW: usize = 4;
 
 /// Inserts [`ROWS`] metric rows into a fresh runledger database in `dir` and returns rows per
-/// second, commit included.
+/// second, commit included. The directory is removed afterwards.
 pub(crate) async fn rows_per_second(dir: &Path) -> Result<f64> {
     let run_id = prepare_database(dir).await?;
     let database = dir.join(SQLITE_FILE_NAME);
-    tokio::task::spawn_blocking(move || insert_rows(&database, &run_id))
+    let rows_per_second = tokio::task::spawn_blocking(move || insert_rows(&database, &run_id))
         .await
-        .context("the ceiling's insert thread failed")?
+        .context("the ceiling's insert thread failed")??;
+    std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    Ok(rows_per_second)
 }
 
 /// Inserts the rows on the calling thread and returns rows per second.

@@ -93,8 +93,9 @@ struct ServerData {
 pub(crate) struct Measured {
     /// Column headings.
     pub(crate) labels: [String; 3],
-    /// Rows per second of the raw SQLite insert.
-    pub(crate) ceiling_rows_per_second: f64,
+    /// Rows per second of the raw SQLite insert, measured before each of runledger's rounds,
+    /// per phase of [`PHASES`]; empty for the phases of single values.
+    pub(crate) ceilings: Vec<Vec<f64>>,
     /// Empty exchanges per second from one client to runledger: the single-client floor.
     pub(crate) empty_exchanges_per_second: f64,
     /// Resident memory of the whole process tree after start, in KiB.
@@ -154,8 +155,6 @@ async fn run(mlflow: &Path, scratch: &Path, started: Instant) -> Result<()> {
     // its deliberately broken and probing plugins, is for the tests.
     let cli = Cli::new(Backend::Sqlite).with_plugin_dirs(vec![runledger_tests::plugins_dir()]);
     seed_databases(&setups, &cli).await?;
-    let ceiling_rows_per_second = ceiling::rows_per_second(&scratch.join("ceiling")).await?;
-    println!("raw SQLite ceiling: {ceiling_rows_per_second:.0} rows/s");
 
     let servers = start_servers(&cli, &setups).await?;
     tokio::time::sleep(IDLE_SETTLE).await;
@@ -176,7 +175,7 @@ async fn run(mlflow: &Path, scratch: &Path, started: Instant) -> Result<()> {
     }
     let mut measured = Measured {
         labels: labels(&servers),
-        ceiling_rows_per_second,
+        ceilings: Vec::new(),
         empty_exchanges_per_second: 0.0,
         idle_kib,
         idle_server_kib,
@@ -191,7 +190,7 @@ async fn run(mlflow: &Path, scratch: &Path, started: Instant) -> Result<()> {
         remarks: Vec::new(),
         seconds: 0.0,
     };
-    ingest(&servers, &data, &mut measured).await?;
+    ingest(&servers, &data, scratch, &mut measured).await?;
     measured.empty_exchanges_per_second =
         load::empty_exchange_rate(&servers[0], FLOOR_ROUND).await?;
     println!(
@@ -328,14 +327,27 @@ async fn history_run(server: &Server, experiment: &str) -> Result<String> {
         .context("the history run has no id")
 }
 
-async fn ingest(servers: &[Server], data: &[ServerData], measured: &mut Measured) -> Result<()> {
-    for phase in &PHASES {
+/// Runs the rounds of every ingestion phase. Before each of runledger's `runs/log-batch`
+/// rounds the raw SQLite ceiling is measured again, so that the ratio to it compares figures
+/// taken moments apart and the host's drift during the benchmark cannot decide it.
+async fn ingest(
+    servers: &[Server],
+    data: &[ServerData],
+    scratch: &Path,
+    measured: &mut Measured,
+) -> Result<()> {
+    for (phase_index, phase) in PHASES.iter().enumerate() {
         let mut results = Vec::new();
         for (server, data) in servers.iter().zip(data) {
             results.push(load::prepare(server, &data.ingest_experiment, phase).await?);
         }
-        for _ in 0..ROUNDS {
+        let mut ceilings = Vec::new();
+        for round in 0..ROUNDS {
             for (index, server) in servers.iter().enumerate() {
+                if index == 0 && phase.metrics_per_request > 1 {
+                    let dir = scratch.join(format!("ceiling-{phase_index}-{round}"));
+                    ceilings.push(ceiling::rows_per_second(&dir).await?);
+                }
                 server.memory.reset();
                 load::round(server, phase, &mut results[index]).await?;
                 if phase.clients == 16 {
@@ -354,7 +366,14 @@ async fn ingest(servers: &[Server], data: &[ServerData], measured: &mut Measured
                 result.failures
             );
         }
+        for rows_per_second in &ceilings {
+            println!(
+                "{:<38} raw SQLite ceiling {rows_per_second:>24.0} rows/s",
+                phase.label
+            );
+        }
         measured.ingested.push(results);
+        measured.ceilings.push(ceilings);
     }
     Ok(())
 }
