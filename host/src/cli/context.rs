@@ -10,36 +10,46 @@ use crate::store::artifacts::ArtifactStore;
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
 
-/// Connects to the configured database and applies pending migrations.
+/// Connects to the configured database, applies pending migrations, moves the metric values a
+/// stopped server left staged, and marks runs of dead processes as interrupted.
 pub(crate) async fn open_store(config: &Config) -> Result<Store> {
     let store = match &config.database_url {
-        Some(url) => Store::connect(url).await.with_context(|| {
-            format!(
-                "cannot connect to the database {}",
-                config.redacted_database_url()
-            )
-        })?,
-        None => {
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!(
-                    "cannot create the data directory {}",
-                    config.data_dir.display()
-                )
-            })?;
-            Store::open_sqlite(&config.data_dir)
-                .await
-                .with_context(|| {
-                    format!("cannot open the database in {}", config.data_dir.display())
-                })?
-        }
+        Some(url) => connect_and_migrate(url, config).await?,
+        None => open_data_dir(config).await?,
     };
+    recover_interrupted(&store).await?;
+    Ok(store)
+}
+
+/// Connects to the database at `url` and migrates it, because [`Store::connect`] does not,
+/// then moves staged metric values.
+async fn connect_and_migrate(url: &str, config: &Config) -> Result<Store> {
+    let store = Store::connect(url).await.with_context(|| {
+        format!(
+            "cannot connect to the database {}",
+            config.redacted_database_url()
+        )
+    })?;
     store.migrate().await.context("database migration failed")?;
     store
         .move_staged_metrics()
         .await
         .context("cannot move the metric values a server left staged")?;
-    recover_interrupted(&store).await?;
     Ok(store)
+}
+
+/// Opens the SQLite file in the data directory. [`Store::open_sqlite`] migrates it and moves
+/// staged metric values itself.
+async fn open_data_dir(config: &Config) -> Result<Store> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    Store::open_sqlite(&config.data_dir)
+        .await
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
 }
 
 /// Marks runs left `running` by dead processes on this host as `interrupted`.
