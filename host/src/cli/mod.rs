@@ -70,8 +70,8 @@ pub struct Cli {
     command: Command,
 }
 
-/// Each subcommand's arguments are built only when that subcommand is invoked (`defer`), so a
-/// start does not build every command's arguments; the nested command enums do the same.
+/// The top-level commands. With `defer`, as on the nested command enums, clap builds a
+/// command's arguments only when that command is invoked, not on every start.
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
 enum Command {

@@ -93,8 +93,8 @@ struct ServerData {
 pub(crate) struct Measured {
     /// Column headings.
     pub(crate) labels: [String; 3],
-    /// Rows per second of the raw SQLite insert, measured before each of runledger's rounds,
-    /// per phase of [`PHASES`]; empty for the phases of single values.
+    /// Rows per second of the raw SQLite insert per phase of [`PHASES`], measured before each of
+    /// runledger's `runs/log-batch` rounds. The phases of single values have none.
     pub(crate) ceilings: Vec<Vec<f64>>,
     /// Empty exchanges per second from one client to runledger: the single-client floor.
     pub(crate) empty_exchanges_per_second: f64,
@@ -327,9 +327,8 @@ async fn history_run(server: &Server, experiment: &str) -> Result<String> {
         .context("the history run has no id")
 }
 
-/// Runs the rounds of every ingestion phase. Before each of runledger's `runs/log-batch`
-/// rounds the raw SQLite ceiling is measured again, so that the ratio to it compares figures
-/// taken moments apart and the host's drift during the benchmark cannot decide it.
+/// Runs the rounds of every ingestion phase. The raw SQLite ceiling is measured again before
+/// each of runledger's `runs/log-batch` rounds, so the host's drift moves both sides of the ratio.
 async fn ingest(
     servers: &[Server],
     data: &[ServerData],
@@ -344,6 +343,7 @@ async fn ingest(
         let mut ceilings = Vec::new();
         for round in 0..ROUNDS {
             for (index, server) in servers.iter().enumerate() {
+                // runledger is the first server.
                 if index == 0 && phase.metrics_per_request > 1 {
                     let dir = scratch.join(format!("ceiling-{phase_index}-{round}"));
                     ceilings.push(ceiling::rows_per_second(&dir).await?);

@@ -98,8 +98,8 @@ fn ingest_rows(measured: &Measured) -> Vec<Row> {
     rows
 }
 
-/// Builds the row of the raw SQLite ceiling: the mean of every measurement, which the
-/// target column lists. Each `runs/log-batch` row is compared with its own phase's mean.
+/// Builds the row of the raw SQLite ceiling with the mean of all measurements, listing each in
+/// the target column. Each `runs/log-batch` row uses its own phase's mean instead.
 fn ceiling_row(measured: &Measured) -> Row {
     let ceilings: Vec<f64> = measured.ceilings.iter().flatten().copied().collect();
     let mut row = plain(
