@@ -12,7 +12,9 @@
 //! - `test` runs `setup` and `build-plugins`, then the native tests of the first-party plugin
 //!   crates and every test of the workspace.
 //! - `bench NAME` runs a benchmark and prints its figures; `bench compare-mlflow` first installs
-//!   MLflow's server into `target/bench-venv`.
+//!   MLflow's server into `target/bench-venv`. The benchmarks that start `runledger serve` first
+//!   record which functions a start runs (with Valgrind's callgrind) and link the executable
+//!   with those functions first.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -24,6 +26,7 @@ mod compare_mlflow;
 mod demo;
 mod plugins;
 mod python;
+mod startup_order;
 mod ui;
 
 #[derive(Parser)]
@@ -147,6 +150,18 @@ fn test(args: &[String]) -> Result<()> {
         .args(args))
 }
 
+/// Builds the dev build of the `runledger` executable.
+fn build_server(root: &Path) -> Result<()> {
+    run(cargo().current_dir(root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "runledger",
+        "--bin",
+        "runledger",
+    ]))
+}
+
 fn bench(name: Benchmark) -> Result<()> {
     setup()?;
     let root = workspace_root();
@@ -165,15 +180,12 @@ fn bench(name: Benchmark) -> Result<()> {
         name,
         Benchmark::Ingest | Benchmark::Ui | Benchmark::CompareMlflow
     ) {
-        // These benchmarks start the dev build of the binary as their server.
-        run(cargo().current_dir(&root).args([
-            "build",
-            "--quiet",
-            "-p",
-            "runledger",
-            "--bin",
-            "runledger",
-        ]))?;
+        // These benchmarks start the dev build of the binary as their server, linked with its
+        // start-up functions first, as a deployment would be.
+        build_server(&root)?;
+        if startup_order::record(&root, &root.join("target/debug"))? {
+            build_server(&root)?;
+        }
     }
     run(cargo()
         .current_dir(&root)
