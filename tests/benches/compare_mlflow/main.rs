@@ -15,6 +15,7 @@
 //! builds the binary first.
 
 mod ceiling;
+mod floor;
 mod load;
 mod memory;
 mod probes;
@@ -98,6 +99,9 @@ pub(crate) struct Measured {
     pub(crate) ceilings: Vec<Vec<f64>>,
     /// Empty exchanges per second from one client to runledger: the single-client floor.
     pub(crate) empty_exchanges_per_second: f64,
+    /// Exchanges per second from one client with a responder that does no work: the floor of
+    /// this machine's loopback round trip.
+    pub(crate) loopback_floor_per_second: f64,
     /// Resident memory of the whole process tree after start, in KiB.
     pub(crate) idle_kib: Vec<u64>,
     /// Resident memory after start of the HTTP server processes alone, in KiB: for MLflow its
@@ -177,6 +181,7 @@ async fn run(mlflow: &Path, scratch: &Path, started: Instant) -> Result<()> {
         labels: labels(&servers),
         ceilings: Vec::new(),
         empty_exchanges_per_second: 0.0,
+        loopback_floor_per_second: 0.0,
         idle_kib,
         idle_server_kib,
         load_peak_kib: vec![0; 3],
@@ -191,6 +196,11 @@ async fn run(mlflow: &Path, scratch: &Path, started: Instant) -> Result<()> {
         seconds: 0.0,
     };
     ingest(&servers, &data, scratch, &mut measured).await?;
+    measured.loopback_floor_per_second = load::loopback_floor_rate(FLOOR_ROUND).await?;
+    println!(
+        "exchanges from 1 client with a responder that does no work: {:.0}/s",
+        measured.loopback_floor_per_second
+    );
     measured.empty_exchanges_per_second =
         load::empty_exchange_rate(&servers[0], FLOOR_ROUND).await?;
     println!(

@@ -95,6 +95,7 @@ fn ingest_rows(measured: &Measured) -> Vec<Row> {
     }
     rows.push(ceiling_row(measured));
     rows.push(floor_row(measured, &rows[0]));
+    rows.push(loopback_row(measured, &rows[0]));
     rows
 }
 
@@ -124,7 +125,7 @@ fn mean(values: &[f64]) -> f64 {
 }
 
 /// Builds the row of the empty exchange from one client, with its rate as a multiple of MLflow's
-/// best single-client `runs/log-metric` rate in `single`: the most any server could reach there.
+/// best single-client `runs/log-metric` rate in `single`: the most runledger could reach there.
 fn floor_row(measured: &Measured, single: &Row) -> Row {
     let floor = measured.empty_exchanges_per_second;
     let mut row = plain(
@@ -132,17 +133,41 @@ fn floor_row(measured: &Measured, single: &Row) -> Row {
         [Some(floor), None, None],
         Better::None,
     );
+    if let Some(times) = times_best_mlflow(floor, single) {
+        row.target = format!(
+            "upper bound of runledger's 1-client rows: {times:.0} times MLflow's best \
+             `runs/log-metric`"
+        );
+    }
+    row
+}
+
+/// Builds the row of the responder that does no work, with its rate as a multiple of MLflow's
+/// best single-client `runs/log-metric` rate in `single`: the most any server that sleeps
+/// between requests could reach there on this machine.
+fn loopback_row(measured: &Measured, single: &Row) -> Row {
+    let floor = measured.loopback_floor_per_second;
+    let mut row = plain(
+        "Exchange from 1 client with a responder that does no work (requests/s)",
+        [Some(floor), None, None],
+        Better::None,
+    );
+    if let Some(times) = times_best_mlflow(floor, single) {
+        row.target = format!(
+            "upper bound of any server that sleeps between requests: {times:.0} times MLflow's \
+             best `runs/log-metric`"
+        );
+    }
+    row
+}
+
+/// Returns `rate` over MLflow's best value in `single`, or `None` when MLflow has none.
+fn times_best_mlflow(rate: f64, single: &Row) -> Option<f64> {
     let best_mlflow = single.values[1..]
         .iter()
         .flatten()
         .fold(0.0_f64, |best, value| best.max(*value));
-    if best_mlflow > 0.0 {
-        row.target = format!(
-            "upper bound of the 1-client rows: {:.0} times MLflow's best `runs/log-metric`",
-            floor / best_mlflow
-        );
-    }
-    row
+    (best_mlflow > 0.0).then(|| rate / best_mlflow)
 }
 
 fn search_rows(measured: &Measured) -> Vec<Row> {
