@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// stopped server left staged, and marks runs of dead processes as interrupted.
 pub(crate) async fn open_store(config: &Config) -> Result<Store> {
     let store = match &config.database_url {
-        Some(url) => connect_and_migrate(url, config).await?,
+        Some(url) => connect_and_migrate(url).await?,
         None => open_data_dir(config).await?,
     };
     recover_interrupted(&store).await?;
@@ -22,14 +22,9 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store> {
 }
 
 /// Connects to the database at `url` and migrates it, because [`Store::connect`] does not,
-/// then moves staged metric values.
-async fn connect_and_migrate(url: &str, config: &Config) -> Result<Store> {
-    let store = Store::connect(url).await.with_context(|| {
-        format!(
-            "cannot connect to the database {}",
-            config.redacted_database_url()
-        )
-    })?;
+/// then moves staged metric values. The connection errors name the URL, without its password.
+async fn connect_and_migrate(url: &str) -> Result<Store> {
+    let store = Store::connect(url).await?;
     store.migrate().await.context("database migration failed")?;
     store
         .move_staged_metrics()

@@ -134,10 +134,28 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_report(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Joins the messages of `error` and its causes with `: `, leaving out a cause whose message
+/// the text already contains. Many errors repeat their cause's message in their own, and a
+/// driver's error may wrap one with the same text.
+fn error_report(error: &anyhow::Error) -> String {
+    let mut report = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if report.contains(&message) {
+            continue;
+        }
+        if !report.is_empty() {
+            report.push_str(": ");
+        }
+        report.push_str(&message);
+    }
+    report
 }
 
 fn init_tracing(serving: bool) {
@@ -157,5 +175,38 @@ fn default_log_filter(serving: bool) -> &'static str {
         "warn,runledger=info,tower_http=info"
     } else {
         "warn"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    #[test]
+    fn report_leaves_out_repeated_causes() {
+        let error = anyhow::Error::new(std::io::Error::other("pool timed out"))
+            .context("Connection Error: pool timed out")
+            .context("cannot open the database");
+
+        let report = error_report(&error);
+
+        assert_eq!(
+            report,
+            "cannot open the database: Connection Error: pool timed out"
+        );
+    }
+
+    #[test]
+    fn report_joins_distinct_causes() {
+        let error = anyhow::Error::new(std::io::Error::other("permission denied"))
+            .context("cannot read plugin.toml")
+            .context("plugin hello skipped");
+
+        let report = error_report(&error);
+
+        assert_eq!(
+            report,
+            "plugin hello skipped: cannot read plugin.toml: permission denied"
+        );
     }
 }

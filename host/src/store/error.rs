@@ -21,6 +21,21 @@ pub enum StoreError {
         /// The driver's error.
         source: DbErr,
     },
+    /// No connection to a SQLite file opened within the busy timeout, because another process
+    /// kept the file locked.
+    #[error(
+        "cannot open SQLite database {url}: the file stayed locked for {seconds} s, most likely \
+         by another process in a long write transaction or in exclusive locking mode (such as \
+         a sqlite3 shell); end that transaction or stop that process, then retry"
+    )]
+    SqliteLocked {
+        /// The URL of the SQLite file.
+        url: String,
+        /// How long the connection waited.
+        seconds: u64,
+        /// The driver's error.
+        source: DbErr,
+    },
     /// The SQLite file could not be put in WAL mode, usually because another process kept it
     /// locked for the whole busy timeout.
     #[error(

@@ -182,12 +182,10 @@ impl Store {
         shown_url: String,
     ) -> Result<Self, StoreError> {
         options.sqlx_logging(false);
+        let sqlite = options.get_url().starts_with("sqlite:");
         let db = Database::connect(options)
             .await
-            .map_err(|source| StoreError::Connect {
-                url: shown_url.clone(),
-                source,
-            })?;
+            .map_err(|source| connect_error(sqlite, &shown_url, source))?;
         tracing::debug!(url = %shown_url, "connected to database");
         Ok(Self {
             db,
@@ -349,6 +347,28 @@ fn sqlite_file_of(url: &str) -> Option<Arc<Path>> {
     }
     let options = SqliteConnectOptions::from_str(url).ok()?;
     Some(Arc::from(options.get_filename()))
+}
+
+/// Names the lock as the cause when a SQLite connection did not open in time. Opening runs
+/// statements that wait for another process's exclusive lock until the busy timeout, and the
+/// pool stops waiting for the connection at about the same time.
+fn connect_error(sqlite: bool, shown_url: &str, source: DbErr) -> StoreError {
+    let timed_out = matches!(
+        &source,
+        DbErr::Conn(RuntimeErr::SqlxError(error))
+            if matches!(**error, sea_orm::sqlx::Error::PoolTimedOut)
+    );
+    if sqlite && (timed_out || is_sqlite_busy(&source)) {
+        return StoreError::SqliteLocked {
+            url: shown_url.to_owned(),
+            seconds: SQLITE_BUSY_TIMEOUT.as_secs(),
+            source,
+        };
+    }
+    StoreError::Connect {
+        url: shown_url.to_owned(),
+        source,
+    }
 }
 
 /// Returns whether `error` is SQLite's "database is locked", under any of its extended codes.

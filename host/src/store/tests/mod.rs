@@ -142,3 +142,31 @@ fn new_run(name: &str) -> NewRun {
 fn digest(fill: char) -> String {
     std::iter::repeat_n(fill, 64).collect()
 }
+
+/// Opening a SQLite file that another process holds in exclusive locking mode fails after the
+/// busy timeout with an error that names the lock, not with the pool's timeout alone.
+#[tokio::test]
+async fn locked_sqlite_file_names_the_lock() {
+    let dir = tempfile::tempdir().expect("create temporary directory");
+    let store = Store::open_sqlite(dir.path())
+        .await
+        .expect("open SQLite store");
+    store.close().await.expect("close SQLite store");
+    let holder = rusqlite::Connection::open(dir.path().join(super::SQLITE_FILE_NAME))
+        .expect("open the file with rusqlite");
+    holder
+        .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+        .expect("lock the file");
+
+    let error = Store::open_sqlite(dir.path()).await.unwrap_err();
+
+    assert!(
+        matches!(error, super::StoreError::SqliteLocked { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("stayed locked for 30 s"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("runledger.db"), "{error}");
+}
