@@ -13,7 +13,7 @@
 //! build it was recorded from: build, record, and build again with the same command.
 
 use anyhow::{Context as _, Result, bail};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ const IDLE_TIME: Duration = Duration::from_secs(2);
 /// Records the functions that `runledger serve` runs through a start in `profile_dir` (such as
 /// `target/debug`), whose `runledger` executable must be built. Returns whether the list
 /// changed, in which case the next build links the executable anew. Without Valgrind the
-/// list is left as it is and a note says so.
+/// list is left as it is and a note is printed.
 pub(crate) fn record(root: &Path, profile_dir: &Path) -> Result<bool> {
     if !valgrind_found() {
         eprintln!(
@@ -44,10 +44,12 @@ pub(crate) fn record(root: &Path, profile_dir: &Path) -> Result<bool> {
     let scratch = profile_dir.join("startup-order.scratch");
     std::fs::create_dir_all(&scratch)
         .with_context(|| format!("cannot create {}", scratch.display()))?;
-    let recorded = profile_start(root, &profile_dir.join("runledger"), &scratch);
+    let executable = profile_dir.join("runledger");
+    let recorded = profile_start(root, &executable, &scratch);
     let functions = recorded.and_then(|profile| executed_functions(&profile));
     std::fs::remove_dir_all(&scratch).ok();
-    write_if_changed(&profile_dir.join(ORDER_FILE), &functions?)
+    let symbols = symbol_names(&executable)?;
+    update_list(&profile_dir.join(ORDER_FILE), &functions?, &symbols)
 }
 
 fn valgrind_found() -> bool {
@@ -102,7 +104,7 @@ fn exercise(child: &mut Child) -> Result<()> {
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     if !response.starts_with("HTTP/1.1 200") {
-        bail!("GET /healthz under callgrind answered: {response}");
+        bail!("GET /healthz under callgrind returned: {response}");
     }
     std::thread::sleep(IDLE_TIME);
     Ok(())
@@ -154,9 +156,9 @@ fn stop(child: &mut Child) -> Result<()> {
 }
 
 /// Returns the mangled name of every function in a callgrind profile, as callers (`fn=`) or
-/// callees (`cfn=`), sorted. Callgrind marks a recursion level or a caller context with a
-/// quote and a number, which goes, and names functions without a symbol by their address,
-/// which are left out.
+/// callees (`cfn=`), sorted. Callgrind appends a quote and a number for a recursion level or a
+/// caller context, which is removed. Functions without a symbol, which callgrind names by
+/// their address, are left out.
 fn executed_functions(profile: &Path) -> Result<BTreeSet<String>> {
     let text = std::fs::read_to_string(profile)
         .with_context(|| format!("callgrind wrote no profile at {}", profile.display()))?;
@@ -179,24 +181,47 @@ fn executed_functions(profile: &Path) -> Result<BTreeSet<String>> {
     Ok(functions)
 }
 
-/// Writes one name per line to `path` unless the list there holds every name already. A start
-/// runs a few functions only sometimes, depending on its timing, so a list that differs only
-/// by those stays, and so does the executable linked with it.
-fn write_if_changed(path: &Path, functions: &BTreeSet<String>) -> Result<bool> {
+/// Returns the name of every symbol in the ELF file `executable`.
+fn symbol_names(executable: &Path) -> Result<HashSet<String>> {
+    use object::{Object as _, ObjectSymbol as _};
+
+    let data = std::fs::read(executable)
+        .with_context(|| format!("cannot read {}", executable.display()))?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("cannot parse {} as an executable", executable.display()))?;
+    Ok(file
+        .symbols()
+        .filter_map(|symbol| symbol.name().ok())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Adds the names in `functions` to the list at `path` and writes it, one name per line, unless
+/// it contains every name already. A start runs some functions only sometimes, depending on its
+/// timing, so the list keeps the names of earlier starts that `symbols` (the executable's)
+/// still contains. Names of code that changed drop out.
+fn update_list(
+    path: &Path,
+    functions: &BTreeSet<String>,
+    symbols: &HashSet<String>,
+) -> Result<bool> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let listed: BTreeSet<&str> = old.lines().collect();
+    let mut listed: BTreeSet<&str> = old.lines().collect();
     if functions.iter().all(|name| listed.contains(name.as_str())) {
         return Ok(false);
     }
+    listed.retain(|name| symbols.contains(*name));
+    listed.extend(functions.iter().map(String::as_str));
+
     let mut text = String::new();
-    for name in functions {
+    for name in &listed {
         text.push_str(name);
         text.push('\n');
     }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!(
         "xtask: recorded {} start-up functions in {}",
-        functions.len(),
+        listed.len(),
         path.display()
     );
     Ok(true)
@@ -255,12 +280,12 @@ cfn=sqlite3_open_v2
     }
 
     #[test]
-    fn keeps_a_list_that_holds_every_name() {
+    fn keeps_list_with_every_name() {
         let dir = tempfile_dir("keep");
         let list = dir.join(ORDER_FILE);
         std::fs::write(&list, "a\nb\nc\n").unwrap();
 
-        let changed = write_if_changed(&list, &names(&["a", "c"])).unwrap();
+        let changed = update_list(&list, &names(&["a", "c"]), &symbols(&["a", "c"])).unwrap();
 
         assert!(!changed);
         assert_eq!(std::fs::read_to_string(&list).unwrap(), "a\nb\nc\n");
@@ -268,16 +293,29 @@ cfn=sqlite3_open_v2
     }
 
     #[test]
-    fn rewrites_a_list_missing_a_name() {
-        let dir = tempfile_dir("rewrite");
+    fn adds_new_names_and_drops_missing_symbols() {
+        let dir = tempfile_dir("update");
         let list = dir.join(ORDER_FILE);
-        std::fs::write(&list, "a\nb\n").unwrap();
+        std::fs::write(&list, "a\nb\ngone\n").unwrap();
 
-        let changed = write_if_changed(&list, &names(&["a", "d"])).unwrap();
+        let changed = update_list(&list, &names(&["a", "d"]), &symbols(&["a", "b", "d"])).unwrap();
 
         assert!(changed);
-        assert_eq!(std::fs::read_to_string(&list).unwrap(), "a\nd\n");
+        assert_eq!(std::fs::read_to_string(&list).unwrap(), "a\nb\nd\n");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reads_symbols_of_this_test_executable() {
+        let executable = std::env::current_exe().unwrap();
+
+        let symbols = symbol_names(&executable).unwrap();
+
+        assert!(symbols.contains("main"), "{} symbols", symbols.len());
+    }
+
+    fn symbols(list: &[&str]) -> HashSet<String> {
+        list.iter().map(|name| (*name).to_owned()).collect()
     }
 
     /// Returns a new empty directory below the system's temporary directory.
