@@ -111,7 +111,7 @@ fn exercise(child: &mut Child) -> Result<()> {
 }
 
 /// Reads the server's stderr up to the line `runledger listening on http://ADDRESS ...` and
-/// returns the address. The rest of stderr is drained on a thread, so the server never blocks
+/// returns the address. The rest of stderr is drained on a thread, so the server does not block
 /// on a full pipe.
 fn listening_address(stderr: impl std::io::Read + Send + 'static) -> Result<String> {
     let mut lines = BufReader::new(stderr).lines();

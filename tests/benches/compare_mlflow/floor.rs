@@ -32,7 +32,7 @@ impl Responder {
         Ok(Self { address })
     }
 
-    /// The address the responder listens on.
+    /// Returns the address the responder listens on.
     pub(crate) fn address(&self) -> SocketAddr {
         self.address
     }

@@ -124,39 +124,34 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
-/// Builds the row of the empty exchange from one client, with its rate as a multiple of MLflow's
-/// best single-client `runs/log-metric` rate in `single`: the most runledger could reach there.
+/// Builds the row of the empty exchange from one client: the most runledger could reach in the
+/// single-client `runs/log-metric` row `single`.
 fn floor_row(measured: &Measured, single: &Row) -> Row {
-    let floor = measured.empty_exchanges_per_second;
-    let mut row = plain(
+    bound_row(
         "Empty exchange from 1 client, `GET /healthz` on runledger (requests/s)",
-        [Some(floor), None, None],
-        Better::None,
-    );
-    if let Some(times) = times_best_mlflow(floor, single) {
-        row.target = format!(
-            "upper bound of runledger's 1-client rows: {times:.0} times MLflow's best \
-             `runs/log-metric`"
-        );
-    }
-    row
+        measured.empty_exchanges_per_second,
+        "upper bound of runledger's 1-client rows",
+        single,
+    )
 }
 
-/// Builds the row of the responder that does no work, with its rate as a multiple of MLflow's
-/// best single-client `runs/log-metric` rate in `single`: the most any server that sleeps
-/// between requests could reach there on this machine.
+/// Builds the row of the responder that does no work: the most any server that sleeps between
+/// requests could reach in the row `single` on this machine.
 fn loopback_row(measured: &Measured, single: &Row) -> Row {
-    let floor = measured.loopback_floor_per_second;
-    let mut row = plain(
+    bound_row(
         "Exchange from 1 client with a responder that does no work (requests/s)",
-        [Some(floor), None, None],
-        Better::None,
-    );
-    if let Some(times) = times_best_mlflow(floor, single) {
-        row.target = format!(
-            "upper bound of any server that sleeps between requests: {times:.0} times MLflow's \
-             best `runs/log-metric`"
-        );
+        measured.loopback_floor_per_second,
+        "upper bound of any server that sleeps between requests",
+        single,
+    )
+}
+
+/// Builds a row of runledger's column only, whose target column gives `rate` as a multiple of
+/// MLflow's best single-client `runs/log-metric` rate in `single`.
+fn bound_row(label: &str, rate: f64, bound: &str, single: &Row) -> Row {
+    let mut row = plain(label, [Some(rate), None, None], Better::None);
+    if let Some(times) = times_best_mlflow(rate, single) {
+        row.target = format!("{bound}: {times:.0} times MLflow's best `runs/log-metric`");
     }
     row
 }

@@ -143,7 +143,7 @@ fn digest(fill: char) -> String {
     std::iter::repeat_n(fill, 64).collect()
 }
 
-/// Opening a SQLite file that another process holds in exclusive locking mode fails after the
+/// Opening a SQLite file that another connection keeps in exclusive locking mode fails after the
 /// busy timeout with an error that names the lock, not with the pool's timeout alone.
 #[tokio::test]
 async fn locked_sqlite_file_names_the_lock() {
