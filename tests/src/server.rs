@@ -9,7 +9,9 @@ use http_body_util::BodyExt as _;
 use runledger::config::Config;
 use runledger::engine::Engine;
 use runledger::runtime::{AllocatorChoice, PluginRegistry, Runtime, RuntimeSettings};
-use runledger::server::{AccessMode, AppState, DEFAULT_MAX_BODY_BYTES, ServerSettings};
+use runledger::server::{
+    AccessMode, AppState, DEFAULT_MAX_BODY_BYTES, DEFAULT_POLL_BUDGET, ServerSettings,
+};
 use runledger::store::Store;
 use runledger::store::artifacts::ArtifactStore;
 use std::io::{BufRead, BufReader};
@@ -101,6 +103,7 @@ impl TestApp {
             bind: "127.0.0.1:0".parse().expect("address"),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             parallelism: 2,
+            poll_budget: DEFAULT_POLL_BUDGET,
         };
         let state = AppState::new(config, settings, engine, registry, mode);
         Self {

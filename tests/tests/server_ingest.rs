@@ -16,6 +16,7 @@ use runledger::server::AccessMode;
 use runledger::store::artifacts::ArtifactStore;
 use runledger::store::{IdempotentRequest, KeyClaim, KeyLifetime, Node, TraverseDirection};
 use runledger::store::{NewRun, RunSource};
+use runledger_tests::http1::Connection;
 use runledger_tests::server::{ServerProcess, TestApp, TestResponse};
 use runledger_tests::{Backend, Cli};
 use serde_json::{Value, json};
@@ -1605,4 +1606,74 @@ async fn write_until_stopped(url: String, client_index: usize) -> usize {
         }
     }
     acknowledged
+}
+
+/// Metric writes sent on one connection as soon as each response arrives, with pauses longer
+/// than the polling budget now and then, are all stored: with the default polling, with
+/// polling off, and with an idle second connection open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_metric_writes_are_stored() {
+    for (poll_micros, idle_connection) in [("50", false), ("50", true), ("0", false)] {
+        let cli = Cli::new(Backend::Sqlite);
+        let server = ServerProcess::start(&cli, &["--poll-micros", poll_micros]);
+        let address = server_address(&server);
+        let run_id = tokio::task::spawn_blocking(move || {
+            write_back_to_back(address, idle_connection, BACK_TO_BACK_WRITES)
+        })
+        .await
+        .expect("writer thread");
+        let status = tokio::task::spawn_blocking(move || server.stop())
+            .await
+            .expect("stop the server");
+
+        assert!(status.success(), "runledger serve exited with {status}");
+        let store = runledger::store::Store::open_sqlite(cli.data_dir())
+            .await
+            .expect("open the database");
+        let steps: Vec<i64> = store
+            .metric_history(&run_id, "loss")
+            .await
+            .unwrap()
+            .iter()
+            .map(|point| point.step)
+            .collect();
+        let expected: Vec<i64> = (0..BACK_TO_BACK_WRITES as i64).collect();
+        assert_eq!(steps, expected, "--poll-micros {poll_micros}");
+    }
+}
+
+/// Number of metric writes in [`back_to_back_metric_writes_are_stored`].
+const BACK_TO_BACK_WRITES: usize = 2_000;
+
+/// Returns the socket address `server` listens on.
+fn server_address(server: &ServerProcess) -> std::net::SocketAddr {
+    let url = server.url();
+    let authority = url.trim_start_matches("http://");
+    authority.parse().expect("server address")
+}
+
+/// Creates a run and writes `count` values of `loss` to it on one connection, each request
+/// right after the previous response, pausing 2 ms after every 100th. Returns the run's id.
+fn write_back_to_back(address: std::net::SocketAddr, idle: bool, count: usize) -> String {
+    let timeout = Duration::from_secs(30);
+    let _idle = idle.then(|| Connection::open(address, timeout).expect("idle connection"));
+    let mut connection = Connection::open(address, timeout).expect("connection");
+    let created = connection
+        .post_json("/api/v1/external-runs", br#"{"name": "back-to-back"}"#)
+        .expect("create run");
+    assert!(created.is_success(), "{}", created.text());
+    let created: Value = serde_json::from_slice(&created.body).expect("run JSON");
+    let run_id = created["id"].as_str().expect("run id").to_owned();
+    let path = format!("/api/v1/runs/{run_id}/metrics");
+    for step in 0..count {
+        let body = json!({ "metrics": [{ "key": "loss", "value": 0.5, "step": step }] });
+        let response = connection
+            .post_json(&path, body.to_string().as_bytes())
+            .expect("metric write");
+        assert!(response.is_success(), "step {step}: {}", response.text());
+        if step % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    run_id
 }

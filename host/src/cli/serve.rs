@@ -2,11 +2,14 @@
 
 use super::context::{open_engine, tokio_runtime};
 use crate::config::Config;
-use crate::server::{self, AccessMode, AppState, DEFAULT_MAX_BODY_BYTES, ServerSettings};
+use crate::server::{
+    self, AccessMode, AppState, DEFAULT_MAX_BODY_BYTES, DEFAULT_POLL_BUDGET, ServerSettings,
+};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -20,6 +23,13 @@ pub(crate) struct ServeArgs {
     /// Steps of one submitted pipeline run at once [default: number of cores].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     parallelism: Option<u64>,
+    /// Microseconds a connection keeps reading for the client's next request after a response
+    /// before it sleeps, 0 for never. This saves a thread wake-up per request for a client that
+    /// sends one request after another, and costs that much CPU time when none comes.
+    #[arg(long, env = "RUNLEDGER_POLL_MICROS",
+        default_value_t = DEFAULT_POLL_BUDGET.as_micros() as u64,
+        value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    poll_micros: u64,
 }
 
 pub(crate) fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
@@ -36,6 +46,7 @@ async fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
             .max_body_mib
             .map_or(DEFAULT_MAX_BODY_BYTES, |mib| (mib as usize) << 20),
         parallelism: super::run::parallelism(args.parallelism, &context.engine),
+        poll_budget: Duration::from_micros(args.poll_micros),
     };
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod connection;
 pub mod error;
 pub mod extract;
 pub mod filter;
@@ -23,6 +24,7 @@ pub mod ui;
 pub mod writer;
 
 pub use auth::{AccessMode, Caller, Role};
+pub use connection::DEFAULT_POLL_BUDGET;
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 pub use state::{AppState, DEFAULT_MAX_BODY_BYTES, ServerSettings};
 
@@ -31,7 +33,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt as _;
+use connection::{Polling, PollingListener};
 use routes::{ApiRouter, documented};
 use std::future::Future;
 use std::sync::OnceLock;
@@ -159,14 +161,8 @@ pub async fn serve(
         stopping.begin_stopping();
         tracing::info!("shutdown requested: finishing in-flight requests");
     };
-    // Without TCP_NODELAY, a response written in pieces can hold back its last small segment
-    // until the client acknowledges the earlier ones, and clients delay acknowledgements by
-    // tens of milliseconds.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(cause = %error, "failed to set TCP_NODELAY on a connection");
-        }
-    });
+    let polling = Polling::for_this_machine(state.settings().poll_budget);
+    let listener = PollingListener::new(listener, polling);
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(signal)
         .await?;

@@ -13,6 +13,7 @@ use crate::store::artifacts::ArtifactStore;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// Default cap on a request body that is read whole (JSON), in bytes. Artifact uploads stream
 /// and are not bound by it.
@@ -27,6 +28,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Steps of pipelines submitted over the API running at once, per run.
     pub parallelism: usize,
+    /// How long a connection watches for the client's next request after a response before
+    /// it sleeps; zero never watches. See [`super::connection`].
+    pub poll_budget: Duration,
 }
 
 /// Handle to the server's shared state; cloning it is cheap.
