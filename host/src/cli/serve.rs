@@ -28,7 +28,7 @@ pub(crate) struct ServeArgs {
     /// sends one request after another, and costs that much CPU time when none comes.
     #[arg(long, env = "RUNLEDGER_POLL_MICROS",
         default_value_t = DEFAULT_POLL_BUDGET.as_micros() as u64,
-        value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        value_parser = clap::value_parser!(u64).range(0..=1_000))]
     poll_micros: u64,
 }
 

@@ -10,8 +10,9 @@
 //!
 //! Polling spends CPU time that other connections could use, and the client needs a CPU of its
 //! own meanwhile. So a stream polls only when no other connection has a request in progress,
-//! stops as soon as another connection starts one, and at most one stream per two CPUs polls
-//! at a time. A stream whose client sends nothing within the budget lets a growing number of
+//! stops when another worker thread starts a request on another connection, and at most one
+//! stream per two CPUs polls at a time. A connection whose event reaches only the polling
+//! thread waits for the end of the poll, so the budget bounds that delay too. A stream whose client sends nothing within the budget lets a growing number of
 //! responses pass before it polls again, so a client that pauses between requests costs almost
 //! nothing.
 
@@ -191,6 +192,9 @@ impl PollingStream {
     }
 
     /// Counts a read that returned bytes: the first one after a response starts a request.
+    // NOTE: a client that sends part of a request and then stops, or a stray line break after
+    // a response, keeps its connection counted until the next response or the close, and no
+    // connection polls meanwhile. Serving stays correct; only the polling pauses.
     fn note_read(&mut self) {
         if !std::mem::replace(&mut self.in_progress, true) {
             self.polling.request_started();
@@ -198,6 +202,8 @@ impl PollingStream {
     }
 
     /// Counts a write: the first one after a request starts its response, and may poll.
+    /// Only the first write polls. A response streamed in several writes therefore waits up to
+    /// the budget between its first write and the rest, and the timed-out poll backs off.
     fn note_write(&mut self, cx: &Context<'_>) {
         if std::mem::replace(&mut self.in_progress, false) {
             self.polling.response_begun();
