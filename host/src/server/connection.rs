@@ -270,12 +270,12 @@ fn read_within(stream: &TcpStream, polling: &Polling) -> PollEnd {
     let socket = SockRef::from(stream);
     let started = Instant::now();
     let requests = polling.started.load(Ordering::Acquire);
-    let mut buffer = vec![0; READ_AHEAD_BYTES];
+    let mut buffer = [0; READ_AHEAD_BYTES];
     loop {
         match (&*socket).read(&mut buffer) {
             Ok(0) => return PollEnd::Read(Ahead::Closed),
             Ok(count) => {
-                buffer.truncate(count);
+                let buffer = buffer[..count].to_vec();
                 return PollEnd::Read(Ahead::Bytes { buffer, start: 0 });
             }
             Err(error) if is_transient(&error) => {}

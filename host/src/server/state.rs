@@ -28,8 +28,8 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Steps of pipelines submitted over the API running at once, per run.
     pub parallelism: usize,
-    /// How long a connection watches for the client's next request after a response before
-    /// it sleeps; zero never watches. See [`super::connection`].
+    /// Time a connection keeps reading for the client's next request after a response before
+    /// it sleeps, zero for never. See [`super::connection`].
     pub poll_budget: Duration,
 }
 
