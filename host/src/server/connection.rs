@@ -6,15 +6,16 @@
 //! kernel must interrupt another CPU: more than the request's own work. [`PollingListener`]
 //! hands out streams that instead read their socket without blocking, in a loop, for up to a
 //! budget after the first write of each response. What arrives is kept for the next read, and
-//! the connection's task is woken at once.
+//! the connection's task is woken at once, which [`super::accept`] turns into another poll of
+//! the task on the same thread.
 //!
 //! Polling spends CPU time that other connections could use, and the client needs a CPU of its
 //! own meanwhile. So a stream polls only when no other connection has a request in progress,
 //! stops when another worker thread starts a request on another connection, and at most one
 //! stream per two CPUs polls at a time. A connection whose event reaches only the polling
-//! thread waits for the end of the poll, so the budget bounds that delay too. A stream whose client sends nothing within the budget lets a growing number of
-//! responses pass before it polls again, so a client that pauses between requests costs almost
-//! nothing.
+//! thread waits for the end of the poll, so the budget bounds that delay too. A stream whose
+//! client sends nothing within the budget lets a growing number of responses pass before it
+//! polls again, so a client that pauses between requests costs almost nothing.
 
 use socket2::SockRef;
 use std::io::{self, Read as _};

@@ -4,6 +4,7 @@
 //! [`serve`] runs it on a listener until a shutdown signal, then finishes in-flight requests,
 //! commits pending metric writes and stops the pipeline runs it executes.
 
+mod accept;
 pub mod api;
 pub mod auth;
 pub mod connection;
@@ -163,9 +164,7 @@ pub async fn serve(
     };
     let polling = Polling::for_this_machine(state.settings().poll_budget);
     let listener = PollingListener::new(listener, polling);
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(signal)
-        .await?;
+    accept::serve_connections(listener, app(state.clone()), signal).await;
     state.writer().shutdown().await;
     state.jobs().shutdown().await;
     tracing::info!("server stopped");
