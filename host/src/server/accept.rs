@@ -3,7 +3,7 @@
 //! Each connection's task runs inside [`Repoll`]. While hyper serves a request with a body, it
 //! wakes its own task: the handler requests the body, which signals the connection to read
 //! it. Polling for the next request ([`super::connection`]) does the same when the request
-//! arrives. tokio answers a task that wakes itself during its poll by queueing it again and
+//! arrives. tokio handles a task that wakes itself during its poll by queueing it again and
 //! waking a sleeping worker thread, in case the queue holds other work. On two CPUs, that
 //! thread's wake-up competes with the client for the second CPU and often takes the task over,
 //! so every such request pays for a thread hand-off. [`Repoll`] polls its future again at once
@@ -26,8 +26,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
-/// Polls in a row that [`Repoll`] gives a future that keeps waking itself, before it lets
-/// tokio schedule the task. A future that yields on purpose, such as hyper after a long run
+/// Maximum polls in a row that [`Repoll`] gives a future that keeps waking itself, before it
+/// lets tokio schedule the task. A future that yields on purpose, such as hyper after a long run
 /// of pipelined requests, yields after this many polls.
 const MAX_POLLS_IN_A_ROW: u32 = 4;
 
@@ -48,14 +48,25 @@ pub(super) async fn serve_connections(
                 let task = serve_connection(stream, router.clone(), closing_seen.clone());
                 connections.spawn(Repoll::new(task));
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                log_failure(joined);
+            }
             () = &mut shutdown => break,
         }
     }
 
     drop(listener);
     let _ = closing.send(true);
-    while connections.join_next().await.is_some() {}
+    while let Some(joined) = connections.join_next().await {
+        log_failure(joined);
+    }
+}
+
+/// Logs a connection task that panicked or was cancelled.
+fn log_failure(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined {
+        tracing::error!(cause = %error, "connection task failed");
+    }
 }
 
 /// Serves one connection until the client closes it or, once `closing` turns true, until the
@@ -96,7 +107,7 @@ pub(super) struct Repoll<F> {
 
 /// The polling state of a [`Repoll`]'s future, and the task waker its wake-ups go to.
 struct Wakeups {
-    /// [`IDLE`], [`POLLING`] or [`WOKEN_WHILE_POLLING`].
+    /// One of [`IDLE`], [`POLLING`] and [`WOKEN_WHILE_POLLING`].
     state: AtomicU8,
     /// The waker of the task, from its latest poll.
     task: Mutex<Option<Waker>>,
@@ -158,7 +169,10 @@ impl Wakeups {
     /// Keeps `waker` as the task's waker, unless the one kept already wakes the same task.
     fn remember(&self, waker: &Waker) {
         let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
-        if !task.as_ref().is_some_and(|kept| kept.will_wake(waker)) {
+        if !task
+            .as_ref()
+            .is_some_and(|current| current.will_wake(waker))
+        {
             *task = Some(waker.clone());
         }
     }
@@ -289,8 +303,8 @@ mod tests {
         assert!(first.is_pending());
         assert!(second.is_pending());
 
-        let kept = future.future.0.clone().expect("the future kept a waker");
-        kept.wake();
+        let stored_waker = future.future.0.clone().expect("the future stored a waker");
+        stored_waker.wake();
 
         assert_eq!(wakeups.0.load(Ordering::SeqCst), 1);
         assert_eq!(earlier_wakeups.0.load(Ordering::SeqCst), 0);
