@@ -4,7 +4,7 @@
 //! wakes its own task: the handler requests the body, which signals the connection to read
 //! it. Polling for the next request ([`super::connection`]) does the same when the request
 //! arrives. tokio handles a task that wakes itself during its poll by queueing it again and
-//! waking a sleeping worker thread, in case the queue holds other work. On two CPUs, that
+//! waking a sleeping worker thread, in case the queue contains other work. On two CPUs, that
 //! thread's wake-up competes with the client for the second CPU and often takes the task over,
 //! so every such request pays for a thread hand-off. [`Repoll`] polls its future again at once
 //! instead, a few times, before it leaves the wake-up to tokio.
