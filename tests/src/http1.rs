@@ -8,10 +8,17 @@
 //! thread, as wrk does, so one round trip costs the two system calls it needs and little more.
 //! It supports only what the benchmarks send and the servers return: `POST` with a JSON body or
 //! `GET`, and responses framed by `Content-Length` or chunked.
+//!
+//! A connection may also spin ([`Connection::spin_for`]): after sending a request, it reads
+//! without blocking for up to a budget before its thread sleeps in `read`. A server that responds
+//! within the budget then needs no wake-up of the client's thread, which on a virtual machine can
+//! take longer than the server's whole response. After a response that came later than the
+//! budget, the connection sleeps for the next response at once, and spins again only after a
+//! response within the budget, so a slow server loses no CPU time to a spinning client.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest header block accepted in a response.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -46,6 +53,10 @@ pub struct Connection {
     request: Vec<u8>,
     /// Whether the server may take another request on this connection.
     reusable: bool,
+    /// Time to read without blocking for a response before sleeping. Zero turns spinning off.
+    spin_budget: Duration,
+    /// Whether the next response is spun for, because the last one arrived within the budget.
+    spin_next: bool,
 }
 
 impl Connection {
@@ -61,7 +72,17 @@ impl Connection {
             buffer: Vec::with_capacity(16 * 1024),
             request: Vec::with_capacity(16 * 1024),
             reusable: true,
+            spin_budget: Duration::ZERO,
+            spin_next: false,
         })
+    }
+
+    /// Makes the connection read for each response without blocking for up to `budget` before
+    /// it sleeps, as long as responses keep arriving within `budget` of their request. Zero
+    /// turns spinning off.
+    pub fn spin_for(&mut self, budget: Duration) {
+        self.spin_budget = budget;
+        self.spin_next = !budget.is_zero();
     }
 
     /// Returns whether another request may follow on this connection: false after a response with
@@ -82,8 +103,7 @@ impl Connection {
             body.len()
         )?;
         self.request.extend_from_slice(body);
-        self.stream.write_all(&self.request)?;
-        self.read_response()
+        self.send_request()
     }
 
     /// Sends a `GET` of `path` and reads the whole response.
@@ -94,8 +114,49 @@ impl Connection {
             "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
             self.host
         )?;
+        self.send_request()
+    }
+
+    /// Writes the request in `self.request`, waits for the response's first bytes, spinning if
+    /// the last response came within the budget, and reads the whole response.
+    fn send_request(&mut self) -> io::Result<Response> {
         self.stream.write_all(&self.request)?;
+        if !self.spin_budget.is_zero() && self.buffer.is_empty() {
+            let sent = Instant::now();
+            let arrived = self.spin_next && self.spin_fill()?;
+            if !arrived {
+                self.fill()?;
+            }
+            self.spin_next = sent.elapsed() <= self.spin_budget;
+        }
         self.read_response()
+    }
+
+    /// Reads without blocking until the socket has bytes or the spin budget ends. Returns
+    /// whether bytes arrived.
+    fn spin_fill(&mut self) -> io::Result<bool> {
+        self.stream.set_nonblocking(true)?;
+        let started = Instant::now();
+        let mut chunk = [0u8; 16 * 1024];
+        let outcome = loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break Err(closed_early()),
+                Ok(read) => {
+                    self.buffer.extend_from_slice(&chunk[..read]);
+                    break Ok(true);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if started.elapsed() >= self.spin_budget {
+                        break Ok(false);
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => break Err(error),
+            }
+        };
+        self.stream.set_nonblocking(false)?;
+        outcome
     }
 
     /// Reads the final response, skipping interim 1xx ones.
@@ -195,14 +256,18 @@ impl Connection {
             }
         };
         if read == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection before the response ended",
-            ));
+            return Err(closed_early());
         }
         self.buffer.extend_from_slice(&chunk[..read]);
         Ok(())
     }
+}
+
+fn closed_early() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the server closed the connection before the response ended",
+    )
 }
 
 /// How a response's body is delimited.
@@ -296,19 +361,28 @@ mod tests {
     use std::net::TcpListener;
     use std::thread;
 
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+
     /// Serves one connection: for each request it reads, it writes the next canned response.
     fn serve(responses: Vec<&'static [u8]>) -> SocketAddr {
+        serve_after(responses.into_iter().map(|r| (Duration::ZERO, r)).collect())
+    }
+
+    /// Serves one connection: for each request it reads, it waits the next delay and writes the
+    /// response paired with it.
+    fn serve_after(responses: Vec<(Duration, &'static [u8])>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
-            for response in responses {
+            for (delay, response) in responses {
                 let mut request = Vec::new();
                 let mut chunk = [0u8; 4096];
                 while find(&request, b"\r\n\r\n").is_none() {
                     let read = stream.read(&mut chunk).unwrap();
                     request.extend_from_slice(&chunk[..read]);
                 }
+                thread::sleep(delay);
                 stream.write_all(response).unwrap();
             }
         });
@@ -354,6 +428,44 @@ mod tests {
         let mut connection = Connection::open(address, Duration::from_secs(5)).unwrap();
 
         let error = connection.post_json("/a", b"{}").unwrap_err();
+
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn spin_resumes_after_fast_response() {
+        let slow = Duration::from_millis(300);
+        let address = serve_after(vec![(Duration::ZERO, OK), (slow, OK), (Duration::ZERO, OK)]);
+        let mut connection = Connection::open(address, Duration::from_secs(5)).unwrap();
+        connection.spin_for(Duration::from_millis(100));
+
+        let fast = connection.get("/a").unwrap();
+        let spins_after_fast = connection.spin_next;
+        let late = connection.get("/b").unwrap();
+        let spins_after_late = connection.spin_next;
+        let again = connection.get("/c").unwrap();
+
+        assert_eq!(fast.body, b"{}");
+        assert_eq!(late.body, b"{}");
+        assert_eq!(again.body, b"{}");
+        assert!(spins_after_fast);
+        assert!(!spins_after_late);
+        assert!(connection.spin_next);
+    }
+
+    #[test]
+    fn spin_reports_early_close() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut chunk = [0u8; 4096];
+            let _ = stream.read(&mut chunk).unwrap();
+        });
+        let mut connection = Connection::open(address, Duration::from_secs(5)).unwrap();
+        connection.spin_for(Duration::from_secs(1));
+
+        let error = connection.get("/a").unwrap_err();
 
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
