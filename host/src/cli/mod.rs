@@ -48,17 +48,17 @@ pub struct Cli {
     database_url: Option<String>,
 
     /// Cap on the memory any plugin may request, in MiB [default: 4096].
-    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_MEMORY_MIB",
+    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_MEMORY_MIB", allow_negative_numbers = true,
         value_parser = clap::value_parser!(u64).range(1..=4096))]
     max_plugin_memory_mib: Option<u64>,
 
     /// Cap on the wall-clock time of one plugin call, in seconds [default: 86400].
-    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_TIMEOUT_SECS",
+    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_TIMEOUT_SECS", allow_negative_numbers = true,
         value_parser = clap::value_parser!(u64).range(1..))]
     max_plugin_timeout_secs: Option<u64>,
 
     /// Cap on the fuel (about one unit per WebAssembly instruction) of one plugin call.
-    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_FUEL",
+    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_FUEL", allow_negative_numbers = true,
         value_parser = clap::value_parser!(u64).range(1..))]
     max_plugin_fuel: Option<u64>,
 
@@ -180,7 +180,31 @@ fn default_log_filter(serving: bool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::error_report;
+    use super::{Cli, error_report};
+    use clap::Parser;
+    use clap::error::ErrorKind;
+
+    #[test]
+    fn negative_numbers_are_invalid_values() {
+        let cases: [&[&str]; 8] = [
+            &["serve", "--poll-micros", "-1"],
+            &["serve", "--max-body-mib", "-1"],
+            &["serve", "--parallelism", "-1"],
+            &["--max-plugin-memory-mib", "-1", "serve"],
+            &["--max-plugin-timeout-secs", "-1", "serve"],
+            &["--max-plugin-fuel", "-1", "serve"],
+            &["run", "pipeline.yaml", "--parallelism", "-1"],
+            &["reproduce", "RUN_ID", "--parallelism", "-1"],
+        ];
+        for case in cases {
+            let arguments = std::iter::once("runledger").chain(case.iter().copied());
+
+            let error = Cli::try_parse_from(arguments).unwrap_err();
+
+            assert_eq!(error.kind(), ErrorKind::ValueValidation, "{case:?}");
+            assert!(error.to_string().contains("'-1'"), "{case:?}: {error}");
+        }
+    }
 
     #[test]
     fn report_leaves_out_repeated_causes() {

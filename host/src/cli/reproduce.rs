@@ -20,7 +20,7 @@ pub(crate) struct ReproduceArgs {
     /// Id of the run to reproduce.
     run: String,
     /// Steps to run at once [default: number of cores].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     parallelism: Option<u64>,
     /// Print the comparison as JSON.
     #[arg(long)]

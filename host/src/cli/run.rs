@@ -33,7 +33,7 @@ pub(crate) struct RunArgs {
     #[arg(long = "tag", value_parser = parse_key_value)]
     tags: Vec<(String, String)>,
     /// Steps to run at once [default: number of cores].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     parallelism: Option<u64>,
     /// Execute every step even when an identical earlier step run could be reused.
     #[arg(long)]
