@@ -15,6 +15,7 @@ mod tokens;
 mod validation;
 
 use crate::config::Config;
+use clap::builder::RangedI64ValueParser;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,18 +49,21 @@ pub struct Cli {
     database_url: Option<String>,
 
     /// Cap on the memory any plugin may request, in MiB [default: 4096].
-    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_MEMORY_MIB", allow_negative_numbers = true,
-        value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_MEMORY_MIB",
+        allow_negative_numbers = true,
+        value_parser = RangedI64ValueParser::<u64>::new().range(1..=4096))]
     max_plugin_memory_mib: Option<u64>,
 
     /// Cap on the wall-clock time of one plugin call, in seconds [default: 86400].
-    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_TIMEOUT_SECS", allow_negative_numbers = true,
-        value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_TIMEOUT_SECS",
+        allow_negative_numbers = true,
+        value_parser = RangedI64ValueParser::<u64>::new().range(1..))]
     max_plugin_timeout_secs: Option<u64>,
 
     /// Cap on the fuel (about one unit per WebAssembly instruction) of one plugin call.
-    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_FUEL", allow_negative_numbers = true,
-        value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, env = "RUNLEDGER_MAX_PLUGIN_FUEL",
+        allow_negative_numbers = true,
+        value_parser = RangedI64ValueParser::<u64>::new().range(1..))]
     max_plugin_fuel: Option<u64>,
 
     /// Instance allocator for plugins: auto uses pooling when the address space allows it.
@@ -203,6 +207,10 @@ mod tests {
 
             assert_eq!(error.kind(), ErrorKind::ValueValidation, "{case:?}");
             assert!(error.to_string().contains("'-1'"), "{case:?}: {error}");
+            assert!(
+                error.to_string().contains("-1 is not in"),
+                "{case:?}: {error}"
+            );
         }
     }
 

@@ -11,6 +11,7 @@ use crate::store::artifacts::StoredState;
 use crate::store::{Direction, RunDetail, RunStatus};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use clap::builder::RangedI64ValueParser;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,7 +21,8 @@ pub(crate) struct ReproduceArgs {
     /// Id of the run to reproduce.
     run: String,
     /// Steps to run at once [default: number of cores].
-    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_negative_numbers = true,
+        value_parser = RangedI64ValueParser::<u64>::new().range(1..))]
     parallelism: Option<u64>,
     /// Print the comparison as JSON.
     #[arg(long)]

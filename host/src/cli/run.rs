@@ -11,6 +11,7 @@ use crate::gates::{Trigger, ValidationOutcome, ValidatorSpec};
 use crate::store::{RunStatus, StepStatus};
 use anyhow::Result;
 use clap::Args;
+use clap::builder::RangedI64ValueParser;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,7 +34,8 @@ pub(crate) struct RunArgs {
     #[arg(long = "tag", value_parser = parse_key_value)]
     tags: Vec<(String, String)>,
     /// Steps to run at once [default: number of cores].
-    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_negative_numbers = true,
+        value_parser = RangedI64ValueParser::<u64>::new().range(1..))]
     parallelism: Option<u64>,
     /// Execute every step even when an identical earlier step run could be reused.
     #[arg(long)]

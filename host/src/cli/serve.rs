@@ -7,6 +7,7 @@ use crate::server::{
 };
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use clap::builder::RangedI64ValueParser;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,17 +19,18 @@ pub(crate) struct ServeArgs {
     bind: SocketAddr,
     /// Largest JSON request body, in MiB; artifact uploads stream and have no such limit.
     #[arg(long, env = "RUNLEDGER_MAX_BODY_MIB", allow_negative_numbers = true,
-        value_parser = clap::value_parser!(u64).range(1..=4096))]
+        value_parser = RangedI64ValueParser::<u64>::new().range(1..=4096))]
     max_body_mib: Option<u64>,
     /// Steps of one submitted pipeline run at once [default: number of cores].
-    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_negative_numbers = true,
+        value_parser = RangedI64ValueParser::<u64>::new().range(1..))]
     parallelism: Option<u64>,
     /// Microseconds a connection keeps reading for the client's next request after a response
     /// before it sleeps, 0 for never. This saves a thread wake-up per request for a client that
     /// sends one request after another, and costs that much CPU time when none comes.
     #[arg(long, env = "RUNLEDGER_POLL_MICROS", allow_negative_numbers = true,
         default_value_t = DEFAULT_POLL_BUDGET.as_micros() as u64,
-        value_parser = clap::value_parser!(u64).range(0..=1_000))]
+        value_parser = RangedI64ValueParser::<u64>::new().range(0..=1_000))]
     poll_micros: u64,
 }
 

@@ -27,7 +27,7 @@ const WARMUP_REQUESTS: u64 = 20;
 /// How long a spinning client reads for a response without blocking before it sleeps. It is
 /// several times runledger's single-value round trip and a small part of MLflow's, and a client
 /// that waited longer than this for its last response sleeps at once (see [`Connection`]).
-pub(crate) const SPIN_BUDGET: Duration = Duration::from_micros(200);
+const SPIN_BUDGET: Duration = Duration::from_micros(200);
 
 /// Time limit of one request; MLflow's SQLite store can wait long on its write lock.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
